@@ -1,0 +1,22 @@
+//! streamlake: a SQL-first streaming database.
+//!
+//! The data flows left to right, and so do the modules:
+//!
+//! - [`server`]: PostgreSQL wire protocol, sessions, auth, SQLSTATE mapping.
+//! - [`sql`]: the front door — DDL translation and COPY formats; queries
+//!   and DML are planned by DataFusion.
+//! - [`catalog`]: the durable list of tables (the Iceberg SQL catalog).
+//! - [`storage`]: the warehouse (catalog + object storage), Parquet data
+//!   files, snapshot commits, and the table provider that reads and writes
+//!   Iceberg tables.
+//! - [`config`]: flags, environment and TOML configuration.
+//! - [`error`]: the engine's errors and their SQLSTATEs.
+
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod server;
+pub mod sql;
+pub mod storage;
+
+pub use error::{Error, Result};

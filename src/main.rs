@@ -1,0 +1,79 @@
+//! The `streamlake` binary: `serve` and `playground`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use streamlake::config::{Config, ServeArgs};
+use streamlake::server::{self, Engine, Handlers};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "streamlake", version, about = "A SQL-first streaming database")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Run the server with demo tables (sql/playground.sql) loaded.
+    Playground(ServeArgs),
+}
+
+/// The demo script, compiled in so the binary works from any directory.
+const PLAYGROUND_SQL: &str = include_str!("../sql/playground.sql");
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("STREAMLAKE_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,datafusion_postgres=warn,pgwire=warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let (args, playground) = match cli.command {
+        Command::Serve(a) => (a, false),
+        Command::Playground(a) => (a, true),
+    };
+    let config = Config::resolve(&args)?;
+    let engine = Engine::open(&config)
+        .await
+        .context("opening the warehouse")?;
+    let listener = server::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    if playground {
+        streamlake::server::run_script(&engine, PLAYGROUND_SQL)
+            .await
+            .context("running sql/playground.sql")?;
+    }
+    let handlers = Arc::new(Handlers::new(&engine, &config));
+    tracing::info!(
+        listen = %config.listen,
+        data_dir = %config.data_dir.display(),
+        warehouse = %config.warehouse,
+        auth = if config.password.is_some() { "scram-sha-256" } else { "trust" },
+        "streamlake ready: psql -h {} -p {} -d dev",
+        config.listen.ip(),
+        config.listen.port()
+    );
+    tokio::select! {
+        r = server::serve(listener, handlers) => r?,
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+}

@@ -1,0 +1,261 @@
+//! The statements streamlake answers itself, ahead of DataFusion.
+//!
+//! datafusion-postgres runs every statement through a list of hooks before
+//! handing it to DataFusion. This hook takes DDL (CREATE/DROP TABLE), COPY,
+//! SHOW TABLES, and the DML statements (INSERT/UPDATE/DELETE), which
+//! DataFusion plans and our table sinks execute, so that the client gets
+//! PostgreSQL's command tags (`INSERT 0 3`, `UPDATE 2`) rather than a
+//! `count` result set.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, UInt64Array};
+use datafusion::common::ParamValues;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{EmptyRelation, Expr, LogicalPlan, WriteOp};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
+use datafusion_postgres::QueryHook;
+use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
+use datafusion_postgres::hooks::HookClient;
+use pgwire::api::ClientInfo;
+use pgwire::api::portal::Format;
+use pgwire::api::results::{Response, Tag};
+use pgwire::error::PgWireResult;
+
+use crate::catalog::Lake;
+use crate::error::{Error, Result};
+use crate::server::copy;
+use crate::server::errors::to_pg;
+use crate::sql::ddl;
+
+/// Routes DDL, DML and COPY to the lake.
+pub struct LakeHook {
+    pub lake: Arc<Lake>,
+}
+
+const SHOW_TABLES: &str = "SELECT table_name AS name FROM information_schema.tables \
+     WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name";
+
+fn empty_plan() -> LogicalPlan {
+    LogicalPlan::EmptyRelation(EmptyRelation {
+        produce_one_row: false,
+        schema: Arc::new(datafusion::common::DFSchema::empty()),
+    })
+}
+
+impl LakeHook {
+    async fn create_table(&self, statement: &Statement) -> Result<Response> {
+        let Statement::CreateTable(create) = statement else {
+            return Err(Error::Internal("not a CREATE TABLE".into()));
+        };
+        if create.query.is_some() {
+            return Err(Error::FeatureNotSupported(
+                "CREATE TABLE … AS is not supported yet; use CREATE TABLE then INSERT … SELECT"
+                    .into(),
+            ));
+        }
+        if create.external || create.temporary {
+            return Err(Error::FeatureNotSupported(
+                "EXTERNAL and TEMPORARY tables are not supported".into(),
+            ));
+        }
+        let def = ddl::table_def(create)?;
+        self.lake.create_table(def, create.if_not_exists).await?;
+        Ok(Response::Execution(Tag::new("CREATE TABLE")))
+    }
+
+    async fn drop_tables(&self, statement: &Statement) -> Result<Response> {
+        let Statement::Drop {
+            names, if_exists, ..
+        } = statement
+        else {
+            return Err(Error::Internal("not a DROP".into()));
+        };
+        for name in names {
+            let (schema, table) = ddl::table_name(name)?;
+            self.lake.drop_table(&schema, &table, *if_exists).await?;
+        }
+        Ok(Response::Execution(Tag::new("DROP TABLE")))
+    }
+
+    async fn run_dml(
+        &self,
+        statement: &Statement,
+        plan: LogicalPlan,
+        ctx: &SessionContext,
+    ) -> Result<Response> {
+        check_dml(&plan)?;
+        let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+        let rows = batches
+            .first()
+            .and_then(|b| b.column(0).as_any().downcast_ref::<UInt64Array>().cloned())
+            .filter(|a| !a.is_empty())
+            .map_or(0, |a| a.value(0)) as usize;
+        let tag = match statement {
+            Statement::Insert(_) => Tag::new("INSERT").with_oid(0).with_rows(rows),
+            Statement::Update(_) => Tag::new("UPDATE").with_rows(rows),
+            _ => Tag::new("DELETE").with_rows(rows),
+        };
+        Ok(Response::Execution(tag))
+    }
+
+    async fn show_tables(&self, ctx: &SessionContext, format: &Format) -> Result<Response> {
+        let df = ctx.sql(SHOW_TABLES).await?;
+        encode_dataframe(df, format, None)
+            .await
+            .map(Response::Query)
+            .map_err(|e| Error::Internal(format!("encoding SHOW TABLES: {e}")))
+    }
+
+    async fn plan(ctx: &SessionContext, statement: &Statement) -> Result<LogicalPlan> {
+        Ok(ctx
+            .state()
+            .statement_to_plan(DFStatement::Statement(Box::new(statement.clone())))
+            .await?)
+    }
+}
+
+impl LakeHook {
+    /// Runs one statement outside a client session (scripts, tests).
+    pub async fn execute(&self, statement: &Statement, ctx: &SessionContext) -> Result<()> {
+        match statement {
+            Statement::CreateTable(_) => self.create_table(statement).await.map(|_| ()),
+            s if is_drop_table(s) => self.drop_tables(statement).await.map(|_| ()),
+            s if is_dml(s) => {
+                let plan = Self::plan(ctx, statement).await?;
+                self.run_dml(statement, plan, ctx).await.map(|_| ())
+            }
+            _ => {
+                let plan = Self::plan(ctx, statement).await?;
+                ctx.execute_logical_plan(plan).await?.collect().await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+fn is_dml(statement: &Statement) -> bool {
+    matches!(
+        statement,
+        Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
+    )
+}
+
+fn is_drop_table(statement: &Statement) -> bool {
+    matches!(
+        statement,
+        Statement::Drop {
+            object_type: ObjectType::Table,
+            ..
+        }
+    )
+}
+
+/// Refuses UPDATE/DELETE shapes whose filters DataFusion cannot hand to the
+/// table (subqueries, joins): without this, a filter that is not passed down
+/// would turn a targeted DELETE into a DELETE of every row.
+fn check_dml(plan: &LogicalPlan) -> Result<()> {
+    let LogicalPlan::Dml(dml) = plan else {
+        return Ok(());
+    };
+    if !matches!(dml.op, WriteOp::Update | WriteOp::Delete) {
+        return Ok(());
+    }
+    let mut refused: Option<String> = None;
+    dml.input.apply(|node| {
+        match node {
+            LogicalPlan::Projection(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::TableScan(_)
+            | LogicalPlan::SubqueryAlias(_) => {}
+            other => {
+                refused = Some(format!("{} in UPDATE/DELETE", other.display()));
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        node.apply_expressions(|e| {
+            if e.exists(|x| {
+                Ok(matches!(
+                    x,
+                    Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_)
+                ))
+            })? {
+                refused = Some("subqueries in UPDATE/DELETE".into());
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+    })?;
+    match refused {
+        Some(what) => Err(Error::FeatureNotSupported(format!(
+            "{what} are not supported yet"
+        ))),
+        None => Ok(()),
+    }
+}
+
+#[async_trait]
+impl QueryHook for LakeHook {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        let result = match statement {
+            Statement::CreateTable(_) => self.create_table(statement).await,
+            s if is_drop_table(s) => self.drop_tables(statement).await,
+            s if is_dml(s) => match Self::plan(ctx, statement).await {
+                Ok(plan) => self.run_dml(statement, plan, ctx).await,
+                Err(e) => Err(e),
+            },
+            Statement::Copy { .. } => copy::start(&self.lake, statement, ctx, client).await,
+            Statement::ShowTables { .. } => self.show_tables(ctx, &Format::UnifiedText).await,
+            _ => return None,
+        };
+        Some(result.map_err(to_pg))
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        match statement {
+            Statement::CreateTable(_) | Statement::Copy { .. } => Some(Ok(empty_plan())),
+            s if is_drop_table(s) => Some(Ok(empty_plan())),
+            Statement::ShowTables { .. } => Some(
+                async { Ok::<_, Error>(ctx.sql(SHOW_TABLES).await?.logical_plan().clone()) }
+                    .await
+                    .map_err(to_pg),
+            ),
+            _ => None,
+        }
+    }
+
+    async fn handle_extended_query(
+        &self,
+        statement: &Statement,
+        plan: &LogicalPlan,
+        params: &ParamValues,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        let result = match statement {
+            s if is_dml(s) => match plan.clone().replace_params_with_values(params) {
+                Ok(plan) => self.run_dml(statement, plan, ctx).await,
+                Err(e) => Err(e.into()),
+            },
+            Statement::CreateTable(_) | Statement::Copy { .. } | Statement::ShowTables { .. } => {
+                return self.handle_simple_query(statement, ctx, client).await;
+            }
+            s if is_drop_table(s) => return self.handle_simple_query(statement, ctx, client).await,
+            _ => return None,
+        };
+        Some(result.map_err(to_pg))
+    }
+}

@@ -1,0 +1,209 @@
+//! The PostgreSQL wire protocol server.
+//!
+//! datafusion-postgres provides the simple and extended query handlers, the
+//! pg_catalog emulation (datafusion-pg-catalog) and Arrow → wire encoding
+//! (arrow-pg); we add our statement hook ([`hook`]), COPY ([`copy`]),
+//! authentication ([`auth`]) and SQLSTATE mapping ([`errors`]). Each
+//! connection runs in its own task: a failing statement or a dropped client
+//! affects nobody else.
+
+pub mod auth;
+pub mod copy;
+pub mod errors;
+pub mod hook;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::{DfSessionService, QueryHook};
+use pgwire::api::auth::DefaultServerParameterProvider;
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::sasl::scram::ScramAuth;
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::copy::CopyHandler;
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::{ConnectionManager, ErrorHandler, PgWireServerHandlers};
+use tokio::net::TcpListener;
+
+use crate::catalog::Lake;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::storage::warehouse::Warehouse;
+
+/// The database name clients connect to.
+pub const DATABASE: &str = "dev";
+
+/// The engine behind the server: catalog, tables and the query context.
+pub struct Engine {
+    pub lake: Arc<Lake>,
+    pub ctx: Arc<SessionContext>,
+}
+
+impl Engine {
+    /// Opens the warehouse and loads every table.
+    pub async fn open(config: &Config) -> Result<Engine> {
+        let warehouse = Warehouse::open(config).await?;
+        let lake = Lake::open(warehouse).await?;
+        let session_config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(DATABASE, "public");
+        let ctx = SessionContext::new_with_config(session_config);
+        let catalog = MemoryCatalogProvider::new();
+        catalog.register_schema("public", lake.schema())?;
+        ctx.register_catalog(DATABASE, Arc::new(catalog));
+        setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
+            .map_err(|e| Error::DataFusion(*e))?;
+        Ok(Engine {
+            lake,
+            ctx: Arc::new(ctx),
+        })
+    }
+}
+
+/// The pgwire handlers of one server.
+pub struct Handlers {
+    session: Arc<DfSessionService>,
+    connections: Arc<ConnectionManager>,
+    scram: Option<Arc<auth::StaticUser>>,
+}
+
+impl Handlers {
+    pub fn new(engine: &Engine, config: &Config) -> Handlers {
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            // First, so that a failed transaction block refuses everything.
+            Arc::new(TransactionStatementHook),
+            Arc::new(hook::LakeHook {
+                lake: engine.lake.clone(),
+            }),
+            Arc::new(CursorStatementHook),
+            Arc::new(SetShowHook),
+        ];
+        let scram = match (&config.user, &config.password) {
+            (Some(u), Some(p)) => Some(Arc::new(auth::StaticUser::new(u, p))),
+            _ => None,
+        };
+        Handlers {
+            session: Arc::new(DfSessionService::new_with_hooks(engine.ctx.clone(), hooks)),
+            connections: Arc::new(ConnectionManager::new()),
+            scram,
+        }
+    }
+}
+
+/// Either trust or SCRAM, chosen once at start.
+enum Startup {
+    Trust(auth::TrustStartup),
+    Scram(SASLAuthStartupHandler<DefaultServerParameterProvider>),
+}
+
+#[async_trait::async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::PgWireFrontendMessage,
+    ) -> pgwire::error::PgWireResult<()>
+    where
+        C: pgwire::api::ClientInfo
+            + futures::Sink<pgwire::messages::PgWireBackendMessage>
+            + Unpin
+            + Send
+            + Sync,
+        C::Error: std::fmt::Debug,
+        pgwire::error::PgWireError:
+            From<<C as futures::Sink<pgwire::messages::PgWireBackendMessage>>::Error>,
+    {
+        match self {
+            Startup::Trust(h) => h.on_startup(client, message).await,
+            Startup::Scram(h) => h.on_startup(client, message).await,
+        }
+    }
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.session.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.session.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(match &self.scram {
+            Some(user) => Startup::Scram(
+                SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
+                    .with_scram(ScramAuth::new(user.clone()))
+                    .with_connection_manager(self.connections.clone()),
+            ),
+            None => Startup::Trust(auth::TrustStartup {
+                connections: self.connections.clone(),
+            }),
+        })
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        Arc::new(copy::LakeCopyHandler)
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(errors::SqlStateErrorHandler)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        Arc::new(DefaultCancelHandler::new(self.connections.clone()))
+    }
+}
+
+/// Binds the listener; [`serve`] then accepts on it until the process ends.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    Ok(TcpListener::bind(addr).await?)
+}
+
+/// Accepts connections forever, one task per connection.
+pub async fn serve(listener: TcpListener, handlers: Arc<Handlers>) -> Result<()> {
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let handlers = handlers.clone();
+        tokio::spawn(async move {
+            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Runs a SQL script (e.g. the playground) statement by statement.
+pub async fn run_script(engine: &Engine, sql: &str) -> Result<()> {
+    use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    let hook = hook::LakeHook {
+        lake: engine.lake.clone(),
+    };
+    let statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})
+        .map_err(|e| Error::Syntax(e.to_string()))?;
+    for statement in statements {
+        match statement {
+            DFStatement::Statement(s) => hook.execute(&s, &engine.ctx).await?,
+            other => {
+                engine.ctx.sql(&other.to_string()).await?.collect().await?;
+            }
+        }
+    }
+    Ok(())
+}

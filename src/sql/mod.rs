@@ -1,0 +1,5 @@
+//! The SQL front door: statements that streamlake handles itself (DDL,
+//! COPY) are translated here; queries and DML go to DataFusion.
+
+pub mod copy_format;
+pub mod ddl;

@@ -1,0 +1,7 @@
+//! Storage: the warehouse (catalog + files), Parquet data files, snapshot
+//! commits, and the table provider that reads and writes them.
+
+pub mod commit;
+pub mod files;
+pub mod table;
+pub mod warehouse;

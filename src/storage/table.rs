@@ -1,0 +1,692 @@
+//! A durable table: an Iceberg v2 table read and written through DataFusion.
+//!
+//! Reads scan the table's current snapshot through iceberg-datafusion, so a
+//! table never has to fit in memory. Writes go through one lock per table
+//! (writes from many sessions are serialized, none is lost) and end in one
+//! snapshot commit each:
+//!
+//! | statement        | files written                         | snapshot  |
+//! |------------------|---------------------------------------|-----------|
+//! | INSERT, COPY     | new files with the rows               | append    |
+//! | DELETE           | rewrites of the files with hits       | delete/overwrite |
+//! | UPDATE           | rewrites + the updated rows           | overwrite |
+//! | (compaction)     | small files merged into one           | replace   |
+//!
+//! UPDATE and DELETE are copy-on-write: every Iceberg reader sees exactly the
+//! live rows without having to apply delete files.
+
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::{filter_record_batch, not, prep_null_mask_filter};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, Constraints, DFSchema};
+use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
+use futures::StreamExt;
+use iceberg::TableIdent;
+use iceberg::table::Table;
+use iceberg_datafusion::IcebergStaticTableProvider;
+use tokio::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::storage::commit::{self, Change};
+use crate::storage::files::{FileWriter, read_file};
+use crate::storage::warehouse::Warehouse;
+
+/// Compaction merges the table's small files once this many accumulate.
+const COMPACT_MIN_SMALL_FILES: usize = 16;
+/// Files below this size count as small.
+const SMALL_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A table provider over one Iceberg table.
+#[derive(Clone)]
+pub struct LakeTable {
+    inner: Arc<TableInner>,
+}
+
+/// Shared by the provider and the sinks of running statements.
+struct TableInner {
+    name: String,
+    warehouse: Arc<Warehouse>,
+    /// Arrow schema with Iceberg field ids in the field metadata.
+    schema: SchemaRef,
+    constraints: Option<Constraints>,
+    /// Column indexes of the primary key (empty: none).
+    primary_key: Vec<usize>,
+    /// The snapshot reads use; replaced after each commit.
+    current: RwLock<Table>,
+    /// Held for the whole of a write; guards the key index too.
+    writer: Mutex<WriterState>,
+}
+
+#[derive(Default)]
+struct WriterState {
+    /// Encoded primary keys of all live rows, loaded on the first write.
+    keys: Option<HashSet<Box<[u8]>>>,
+}
+
+impl fmt::Debug for LakeTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LakeTable({})", self.inner.name)
+    }
+}
+
+impl LakeTable {
+    /// Wraps a loaded Iceberg table. The primary key comes from the schema's
+    /// identifier fields.
+    pub fn new(warehouse: Arc<Warehouse>, table: Table) -> Result<LakeTable> {
+        let iceberg_schema = table.metadata().current_schema().clone();
+        let schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(&iceberg_schema)?);
+        let ids: Vec<i32> = iceberg_schema.identifier_field_ids().collect();
+        let mut primary_key: Vec<usize> = Vec::new();
+        for (i, field) in iceberg_schema.as_struct().fields().iter().enumerate() {
+            if ids.contains(&field.id) {
+                primary_key.push(i);
+            }
+        }
+        let constraints = if primary_key.is_empty() {
+            None
+        } else {
+            Some(Constraints::new_unverified(vec![
+                datafusion::common::Constraint::PrimaryKey(primary_key.clone()),
+            ]))
+        };
+        Ok(LakeTable {
+            inner: Arc::new(TableInner {
+                name: table.identifier().name().to_string(),
+                warehouse,
+                schema,
+                constraints,
+                primary_key,
+                current: RwLock::new(table),
+                writer: Mutex::new(WriterState::default()),
+            }),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn ident(&self) -> TableIdent {
+        self.inner.snapshot().identifier().clone()
+    }
+
+    /// The Iceberg table as of the last commit.
+    pub fn snapshot(&self) -> Table {
+        self.inner.snapshot()
+    }
+
+    /// Column indexes of the primary key.
+    pub fn primary_key(&self) -> &[usize] {
+        &self.inner.primary_key
+    }
+
+    /// Appends the stream's rows in one commit; returns the row count.
+    pub async fn append(&self, stream: SendableRecordBatchStream) -> Result<u64> {
+        self.inner.append(stream).await
+    }
+}
+
+impl TableInner {
+    fn snapshot(&self) -> Table {
+        self.current.read().expect("table lock poisoned").clone()
+    }
+
+    fn publish(&self, table: Table) {
+        *self.current.write().expect("table lock poisoned") = table;
+    }
+
+    fn pk_name(&self) -> String {
+        format!("{}_pkey", self.name)
+    }
+
+    /// Checks NOT NULL columns; the batch must already be in table schema.
+    fn check_not_null(&self, batch: &RecordBatch) -> Result<()> {
+        for (field, col) in self.schema.fields().iter().zip(batch.columns()) {
+            if !field.is_nullable() && col.null_count() > 0 {
+                return Err(Error::NotNullViolation {
+                    table: self.name.clone(),
+                    column: field.name().clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn key_converter(&self) -> Result<RowConverter> {
+        let fields = self
+            .primary_key
+            .iter()
+            .map(|&i| SortField::new(self.schema.field(i).data_type().clone()))
+            .collect();
+        Ok(RowConverter::new(fields)?)
+    }
+
+    fn key_columns(&self, batch: &RecordBatch) -> Vec<Arc<dyn Array>> {
+        self.primary_key
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect()
+    }
+
+    /// Loads the key index on first use by reading the key columns.
+    async fn keys<'a>(&self, state: &'a mut WriterState) -> Result<&'a mut HashSet<Box<[u8]>>> {
+        if state.keys.is_none() {
+            let converter = self.key_converter()?;
+            let mut keys = HashSet::new();
+            let table = self.snapshot();
+            for (_, files) in commit::live_files(&table).await? {
+                for f in files {
+                    for batch in
+                        read_file(table.file_io(), f.data_file.file_path(), &self.schema).await?
+                    {
+                        let rows = converter.convert_columns(&self.key_columns(&batch))?;
+                        for row in rows.iter() {
+                            keys.insert(Box::<[u8]>::from(row.as_ref()));
+                        }
+                    }
+                }
+            }
+            state.keys = Some(keys);
+        }
+        Ok(state.keys.as_mut().expect("loaded above"))
+    }
+
+    /// Adds the batch's keys to `pending`, failing on any duplicate.
+    fn check_new_keys(
+        &self,
+        converter: &RowConverter,
+        existing: &HashSet<Box<[u8]>>,
+        pending: &mut HashSet<Box<[u8]>>,
+        batch: &RecordBatch,
+    ) -> Result<()> {
+        let rows = converter.convert_columns(&self.key_columns(batch))?;
+        for (i, row) in rows.iter().enumerate() {
+            let key: Box<[u8]> = row.as_ref().into();
+            if existing.contains(&key) || !pending.insert(key) {
+                return Err(self.duplicate_key(batch, i));
+            }
+        }
+        Ok(())
+    }
+
+    fn duplicate_key(&self, batch: &RecordBatch, row: usize) -> Error {
+        let names: Vec<&str> = self
+            .primary_key
+            .iter()
+            .map(|&i| self.schema.field(i).name().as_str())
+            .collect();
+        let values: Vec<String> = self
+            .primary_key
+            .iter()
+            .map(|&i| {
+                datafusion::arrow::util::display::array_value_to_string(batch.column(i), row)
+                    .unwrap_or_default()
+            })
+            .collect();
+        Error::UniqueViolation {
+            constraint: self.pk_name(),
+            detail: format!(
+                "Key ({})=({}) already exists.",
+                names.join(", "),
+                values.join(", ")
+            ),
+        }
+    }
+
+    async fn append(&self, mut stream: SendableRecordBatchStream) -> Result<u64> {
+        let mut state = self.writer.lock().await;
+        let table = self.snapshot();
+        let mut writer = FileWriter::new(&table, self.schema.clone()).await?;
+        let mut pending = HashSet::new();
+        let converter = if self.primary_key.is_empty() {
+            None
+        } else {
+            Some(self.key_converter()?)
+        };
+        if converter.is_some() {
+            self.keys(&mut state).await?;
+        }
+        while let Some(batch) = stream.next().await {
+            let batch = crate::storage::files::conform(batch?, &self.schema)?;
+            self.check_not_null(&batch)?;
+            if let Some(conv) = &converter {
+                let existing = state.keys.as_ref().expect("loaded above");
+                self.check_new_keys(conv, existing, &mut pending, &batch)?;
+            }
+            writer.write(batch).await?;
+        }
+        let rows = writer.rows();
+        let added = writer.finish().await?;
+        if added.is_empty() {
+            return Ok(0);
+        }
+        let change = Change {
+            added,
+            properties: HashMap::from([("streamlake.statement".into(), "insert".into())]),
+            ..Default::default()
+        };
+        let table = commit::commit(&self.warehouse, &table, change).await?;
+        self.publish(table);
+        if let Some(keys) = state.keys.as_mut() {
+            keys.extend(pending);
+        }
+        self.maybe_compact().await?;
+        Ok(rows)
+    }
+
+    /// Copy-on-write DELETE (no assignments) or UPDATE.
+    async fn rewrite(
+        &self,
+        predicate: Option<Arc<dyn PhysicalExpr>>,
+        assignments: Vec<(usize, Arc<dyn PhysicalExpr>)>,
+    ) -> Result<u64> {
+        let mut state = self.writer.lock().await;
+        let table = self.snapshot();
+        let is_update = !assignments.is_empty();
+        let key_changes = !self.primary_key.is_empty()
+            && (!is_update
+                || assignments
+                    .iter()
+                    .any(|(i, _)| self.primary_key.contains(i)));
+        let converter = if key_changes {
+            self.keys(&mut state).await?;
+            Some(self.key_converter()?)
+        } else {
+            None
+        };
+        let mut writer = FileWriter::new(&table, self.schema.clone()).await?;
+        let mut removed = HashSet::new();
+        let mut removed_keys: Vec<Box<[u8]>> = Vec::new();
+        let mut updated: Vec<RecordBatch> = Vec::new();
+        let mut hits = 0u64;
+        for (_, files) in commit::live_files(&table).await? {
+            for f in files {
+                let path = f.data_file.file_path().to_string();
+                let batches = read_file(table.file_io(), &path, &self.schema).await?;
+                let masks = batches
+                    .iter()
+                    .map(|b| match &predicate {
+                        Some(p) => evaluate_mask(p, b),
+                        None => Ok(BooleanArray::from(vec![true; b.num_rows()])),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                if masks.iter().all(|m| m.true_count() == 0) {
+                    continue;
+                }
+                removed.insert(path);
+                for (batch, mask) in batches.iter().zip(&masks) {
+                    let matched = filter_record_batch(batch, mask)?;
+                    hits += matched.num_rows() as u64;
+                    writer
+                        .write(filter_record_batch(batch, &not(mask)?)?)
+                        .await?;
+                    if matched.num_rows() == 0 {
+                        continue;
+                    }
+                    if let Some(conv) = &converter {
+                        let rows = conv.convert_columns(&self.key_columns(&matched))?;
+                        removed_keys.extend(rows.iter().map(|r| Box::<[u8]>::from(r.as_ref())));
+                    }
+                    if is_update {
+                        updated.push(self.apply_assignments(&matched, &assignments)?);
+                    }
+                }
+            }
+        }
+        if hits == 0 {
+            return Ok(0);
+        }
+        let mut pending = HashSet::new();
+        if let Some(conv) = &converter {
+            let keys = state.keys.as_mut().expect("loaded above");
+            for k in &removed_keys {
+                keys.remove(k);
+            }
+            let check = updated
+                .iter()
+                .try_for_each(|b| self.check_new_keys(conv, keys, &mut pending, b));
+            if let Err(e) = check {
+                // The statement fails as a whole: put the old keys back.
+                keys.extend(removed_keys);
+                return Err(e);
+            }
+        }
+        for batch in updated {
+            self.check_not_null(&batch)?;
+            writer.write(batch).await?;
+        }
+        let change = Change {
+            added: writer.finish().await?,
+            removed,
+            properties: HashMap::from([(
+                "streamlake.statement".into(),
+                if is_update { "update" } else { "delete" }.into(),
+            )]),
+        };
+        match commit::commit(&self.warehouse, &table, change).await {
+            Ok(table) => self.publish(table),
+            Err(e) => {
+                // The index no longer matches the table: rebuild it next time.
+                state.keys = None;
+                return Err(e);
+            }
+        }
+        if let Some(keys) = state.keys.as_mut() {
+            keys.extend(pending);
+        }
+        Ok(hits)
+    }
+
+    fn apply_assignments(
+        &self,
+        batch: &RecordBatch,
+        assignments: &[(usize, Arc<dyn PhysicalExpr>)],
+    ) -> Result<RecordBatch> {
+        let mut columns = batch.columns().to_vec();
+        for (i, expr) in assignments {
+            let value = expr.evaluate(batch)?.into_array(batch.num_rows())?;
+            let target = self.schema.field(*i).data_type();
+            columns[*i] = if value.data_type() == target {
+                value
+            } else {
+                datafusion::arrow::compute::cast(&value, target)?
+            };
+        }
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
+    /// Merges small files once enough have piled up, so that many small
+    /// INSERTs do not leave thousands of tiny files behind. Runs under the
+    /// writer lock, after the statement's own commit.
+    async fn maybe_compact(&self) -> Result<()> {
+        let table = self.snapshot();
+        let small: Vec<_> = commit::live_files(&table)
+            .await?
+            .into_iter()
+            .flat_map(|(_, files)| files)
+            .filter(|f| f.data_file.file_size_in_bytes() < SMALL_FILE_BYTES)
+            .collect();
+        if small.len() < COMPACT_MIN_SMALL_FILES {
+            return Ok(());
+        }
+        let mut writer = FileWriter::new(&table, self.schema.clone()).await?;
+        let mut removed = HashSet::new();
+        for f in &small {
+            for batch in read_file(table.file_io(), f.data_file.file_path(), &self.schema).await? {
+                writer.write(batch).await?;
+            }
+            removed.insert(f.data_file.file_path().to_string());
+        }
+        let change = Change {
+            added: writer.finish().await?,
+            removed,
+            properties: HashMap::from([("streamlake.statement".into(), "compact".into())]),
+        };
+        let files = small.len();
+        let table = commit::commit(&self.warehouse, &table, change).await?;
+        self.publish(table);
+        tracing::info!(table = %self.name, files, "compacted small data files");
+        Ok(())
+    }
+}
+
+/// The predicate as a selection mask; NULL counts as false (SQL WHERE).
+fn evaluate_mask(predicate: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<BooleanArray> {
+    let value = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
+    let mask = value
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .ok_or_else(|| Error::InvalidParameter("argument of WHERE must be type boolean".into()))?;
+    Ok(if mask.null_count() > 0 {
+        prep_null_mask_filter(mask)
+    } else {
+        mask.clone()
+    })
+}
+
+/// Drops table qualifiers: the DML filters refer to our columns only.
+fn unqualify(expr: Expr) -> DFResult<Expr> {
+    expr.transform_up(|e| {
+        Ok(match e {
+            Expr::Column(c) => Transformed::yes(Expr::Column(Column::new_unqualified(c.name))),
+            other => Transformed::no(other),
+        })
+    })
+    .map(|t| t.data)
+}
+
+#[async_trait]
+impl TableProvider for LakeTable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema.clone()
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        self.inner.constraints.as_ref()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let provider = IcebergStaticTableProvider::try_new_from_table(self.inner.snapshot())
+            .await
+            .map_err(|e| Error::from(e).into_datafusion())?;
+        provider.scan(state, projection, filters, limit).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DFResult<Vec<TableProviderFilterPushDown>> {
+        // Iceberg prunes files by the filters; DataFusion still applies them.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        if insert_op != InsertOp::Append {
+            return Err(Error::FeatureNotSupported(format!("{insert_op} is not supported")).into());
+        }
+        let sink = LakeSink {
+            table: self.clone(),
+            op: SinkOp::Append,
+        };
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+
+    async fn delete_from(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let predicate = self.physical_predicate(state, filters)?;
+        let sink = LakeSink {
+            table: self.clone(),
+            op: SinkOp::Rewrite {
+                predicate,
+                assignments: Vec::new(),
+            },
+        };
+        let input = Arc::new(EmptyExec::new(self.inner.schema.clone()));
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+
+    async fn update(
+        &self,
+        state: &dyn Session,
+        assignments: Vec<(String, Expr)>,
+        filters: Vec<Expr>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let predicate = self.physical_predicate(state, filters)?;
+        let df_schema = DFSchema::try_from(self.inner.schema.as_ref().clone())?;
+        let mut physical = Vec::with_capacity(assignments.len());
+        for (name, expr) in assignments {
+            let index = self.inner.schema.index_of(&name).map_err(|_| {
+                DataFusionError::Plan(format!(
+                    "column \"{name}\" of relation \"{}\" does not exist",
+                    self.inner.name
+                ))
+            })?;
+            physical.push((
+                index,
+                state.create_physical_expr(unqualify(expr)?, &df_schema)?,
+            ));
+        }
+        if physical.is_empty() {
+            // `UPDATE t SET a = a`: rows match but nothing changes; still count them.
+            let sink = LakeSink {
+                table: self.clone(),
+                op: SinkOp::Count { predicate },
+            };
+            let input = Arc::new(EmptyExec::new(self.inner.schema.clone()));
+            return Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)));
+        }
+        let sink = LakeSink {
+            table: self.clone(),
+            op: SinkOp::Rewrite {
+                predicate,
+                assignments: physical,
+            },
+        };
+        let input = Arc::new(EmptyExec::new(self.inner.schema.clone()));
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+}
+
+impl LakeTable {
+    fn physical_predicate(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> DFResult<Option<Arc<dyn PhysicalExpr>>> {
+        let Some(conjunction) = filters.into_iter().reduce(Expr::and) else {
+            return Ok(None);
+        };
+        let df_schema = DFSchema::try_from(self.inner.schema.as_ref().clone())?;
+        Ok(Some(state.create_physical_expr(
+            unqualify(conjunction)?,
+            &df_schema,
+        )?))
+    }
+
+    async fn count_matching(&self, predicate: &Option<Arc<dyn PhysicalExpr>>) -> Result<u64> {
+        let table = self.inner.snapshot();
+        let mut n = 0u64;
+        for (_, files) in commit::live_files(&table).await? {
+            for f in files {
+                for b in
+                    read_file(table.file_io(), f.data_file.file_path(), &self.inner.schema).await?
+                {
+                    n += match predicate {
+                        Some(p) => evaluate_mask(p, &b)?.true_count() as u64,
+                        None => b.num_rows() as u64,
+                    };
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// What a sink does when its plan runs.
+enum SinkOp {
+    Append,
+    Rewrite {
+        predicate: Option<Arc<dyn PhysicalExpr>>,
+        assignments: Vec<(usize, Arc<dyn PhysicalExpr>)>,
+    },
+    Count {
+        predicate: Option<Arc<dyn PhysicalExpr>>,
+    },
+}
+
+/// The DataFusion sink behind INSERT, UPDATE and DELETE on a [`LakeTable`].
+struct LakeSink {
+    table: LakeTable,
+    op: SinkOp,
+}
+
+impl fmt::Debug for LakeSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LakeSink({})", self.table.name())
+    }
+}
+
+impl DisplayAs for LakeSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = match self.op {
+            SinkOp::Append => "append",
+            SinkOp::Rewrite {
+                ref assignments, ..
+            } if assignments.is_empty() => "delete",
+            SinkOp::Rewrite { .. } => "update",
+            SinkOp::Count { .. } => "update (no change)",
+        };
+        write!(f, "LakeSink: table={} op={op}", self.table.name())
+    }
+}
+
+#[async_trait]
+impl DataSink for LakeSink {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> &SchemaRef {
+        &self.table.inner.schema
+    }
+
+    async fn write_all(
+        &self,
+        data: SendableRecordBatchStream,
+        _context: &Arc<TaskContext>,
+    ) -> DFResult<u64> {
+        let result = match &self.op {
+            SinkOp::Append => self.table.inner.append(data).await,
+            SinkOp::Rewrite {
+                predicate,
+                assignments,
+            } => {
+                self.table
+                    .inner
+                    .rewrite(predicate.clone(), assignments.clone())
+                    .await
+            }
+            SinkOp::Count { predicate } => self.table.count_matching(predicate).await,
+        };
+        result.map_err(Error::into_datafusion)
+    }
+}
