@@ -123,6 +123,14 @@ fn datafusion_message(e: &DataFusionError) -> String {
     {
         return own.to_string();
     }
+    if let DataFusionError::ArrowError(a, _) = root
+        && let datafusion::arrow::error::ArrowError::InvalidArgumentError(m) = a.as_ref()
+        && m.contains("non-nullable")
+    {
+        // DataFusion checks NOT NULL while building the batch to insert, and
+        // names the column of the VALUES list rather than of the table.
+        return "null value violates not-null constraint".to_string();
+    }
     let text = root.to_string();
     for prefix in [
         "Error during planning: ",
@@ -199,6 +207,7 @@ fn sqlstate_of_arrow(e: &datafusion::arrow::error::ArrowError) -> &'static str {
     match e {
         A::DivideByZero => "22012",
         A::ArithmeticOverflow(_) => "22003",
+        A::InvalidArgumentError(m) if m.contains("non-nullable") => "23502",
         A::CastError(_) | A::ParseError(_) | A::InvalidArgumentError(_) => "22P02",
         A::CsvError(_) => "22P04",
         _ => "XX000",

@@ -61,11 +61,30 @@ impl Engine {
         ctx.register_catalog(DATABASE, Arc::new(catalog));
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
             .map_err(|e| Error::DataFusion(*e))?;
+        // datafusion-pg-catalog answers "datafusion" here; clients show it.
+        ctx.register_udf(current_database_udf());
         Ok(Engine {
             lake,
             ctx: Arc::new(ctx),
         })
     }
+}
+
+fn current_database_udf() -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    use datafusion::scalar::ScalarValue;
+    create_udf(
+        "current_database",
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|_args: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+                DATABASE.to_string(),
+            ))))
+        }),
+    )
 }
 
 /// The pgwire handlers of one server.
@@ -128,9 +147,55 @@ impl StartupHandler for Startup {
     }
 }
 
+/// Simple-query front: mends what the SQL parser cannot take as sent, then
+/// hands over to datafusion-postgres.
+pub struct SimpleQueries {
+    session: Arc<DfSessionService>,
+}
+
+/// `COPY … FROM STDIN` as psql sends it has no trailing semicolon, but
+/// sqlparser expects one before inline data; the data itself comes later in
+/// CopyData messages, so closing the statement is always right.
+fn mend_copy_from_stdin(query: &str) -> std::borrow::Cow<'_, str> {
+    let trimmed = query.trim_end();
+    let lower = trimmed.to_ascii_lowercase();
+    if lower.trim_start().starts_with("copy") && lower.contains("stdin") && !trimmed.ends_with(';')
+    {
+        std::borrow::Cow::Owned(format!("{trimmed};"))
+    } else {
+        std::borrow::Cow::Borrowed(query)
+    }
+}
+
+#[async_trait::async_trait]
+impl SimpleQueryHandler for SimpleQueries {
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        query: &str,
+    ) -> pgwire::error::PgWireResult<Vec<pgwire::api::results::Response>>
+    where
+        C: pgwire::api::ClientInfo
+            + pgwire::api::ClientPortalStore
+            + futures::Sink<pgwire::messages::PgWireBackendMessage>
+            + Unpin
+            + Send
+            + Sync,
+        C::PortalStore: pgwire::api::store::PortalStore,
+        C::Error: std::fmt::Debug,
+        pgwire::error::PgWireError:
+            From<<C as futures::Sink<pgwire::messages::PgWireBackendMessage>>::Error>,
+    {
+        let query = mend_copy_from_stdin(query);
+        SimpleQueryHandler::do_query(self.session.as_ref(), client, &query).await
+    }
+}
+
 impl PgWireServerHandlers for Handlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        self.session.clone()
+        Arc::new(SimpleQueries {
+            session: self.session.clone(),
+        })
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {

@@ -1,1 +1,12 @@
+//! Integration tests: the real server binary, real clients (tokio-postgres,
+//! psql, psycopg), a real S3-compatible server (moto) and an independent
+//! Iceberg reader (pyiceberg). One test binary keeps link time down.
 
+mod support;
+
+mod concurrency;
+mod persistence;
+mod psql;
+mod python;
+mod s3;
+mod slt;
