@@ -361,21 +361,16 @@ async fn copy_out(
         };
         futures::stream::iter(items)
     });
+    // pgwire appends the binary trailer itself; an empty binary result still
+    // needs its header.
     let stream: futures::stream::BoxStream<'static, PgWireResult<CopyData>> = if binary {
-        // An empty binary result still needs its header; the trailer always.
-        let tail =
-            futures::stream::once(async move { Ok(CopyData::new(copy_format::binary_trailer())) });
         let mut rows = rows.peekable();
-        let empty = std::pin::Pin::new(&mut rows).peek().await.is_none();
-        if empty {
-            let head = futures::stream::once(async {
-                let mut b = copy_format::binary_header().to_vec();
-                b.extend_from_slice(&copy_format::binary_trailer());
-                Ok(CopyData::new(Bytes::from(b)))
-            });
-            Box::pin(head)
+        if std::pin::Pin::new(&mut rows).peek().await.is_none() {
+            Box::pin(futures::stream::once(async {
+                Ok(CopyData::new(copy_format::binary_header()))
+            }))
         } else {
-            Box::pin(rows.chain(tail))
+            Box::pin(rows)
         }
     } else {
         Box::pin(rows)

@@ -137,6 +137,67 @@ impl LakeHook {
     }
 }
 
+/// SAVEPOINT, RELEASE and ROLLBACK TO: accepted so drivers that wrap
+/// statements in savepoints (psycopg, SQLAlchemy) work. Statements commit
+/// one by one (see docs/sql.md), so there is nothing to roll back to; a
+/// ROLLBACK TO leaves a failed transaction block usable again, as in
+/// PostgreSQL.
+pub struct SavepointHook;
+
+#[async_trait]
+impl QueryHook for SavepointHook {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        _ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        use pgwire::messages::response::TransactionStatus;
+        match statement {
+            Statement::Savepoint { .. } => Some(Ok(Response::Execution(Tag::new("SAVEPOINT")))),
+            Statement::ReleaseSavepoint { .. } => {
+                Some(Ok(Response::Execution(Tag::new("RELEASE"))))
+            }
+            Statement::Rollback {
+                savepoint: Some(_), ..
+            } => {
+                if client.transaction_status() == TransactionStatus::Error {
+                    client.set_transaction_status(TransactionStatus::Transaction);
+                }
+                Some(Ok(Response::Execution(Tag::new("ROLLBACK"))))
+            }
+            _ => None,
+        }
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        _ctx: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        match statement {
+            Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
+            | Statement::Rollback {
+                savepoint: Some(_), ..
+            } => Some(Ok(empty_plan())),
+            _ => None,
+        }
+    }
+
+    async fn handle_extended_query(
+        &self,
+        statement: &Statement,
+        _plan: &LogicalPlan,
+        _params: &ParamValues,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        self.handle_simple_query(statement, ctx, client).await
+    }
+}
+
 fn is_dml(statement: &Statement) -> bool {
     matches!(
         statement,

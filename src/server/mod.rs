@@ -10,7 +10,9 @@
 pub mod auth;
 pub mod copy;
 pub mod errors;
+pub mod front;
 pub mod hook;
+pub mod pg_compat;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,6 +65,9 @@ impl Engine {
             .map_err(|e| Error::DataFusion(*e))?;
         // datafusion-pg-catalog answers "datafusion" here; clients show it.
         ctx.register_udf(current_database_udf());
+        for f in pg_compat::functions() {
+            ctx.register_udf(f);
+        }
         Ok(Engine {
             lake,
             ctx: Arc::new(ctx),
@@ -89,7 +94,7 @@ fn current_database_udf() -> datafusion::logical_expr::ScalarUDF {
 
 /// The pgwire handlers of one server.
 pub struct Handlers {
-    session: Arc<DfSessionService>,
+    front: Arc<front::FrontDoor>,
     connections: Arc<ConnectionManager>,
     scram: Option<Arc<auth::StaticUser>>,
 }
@@ -97,6 +102,7 @@ pub struct Handlers {
 impl Handlers {
     pub fn new(engine: &Engine, config: &Config) -> Handlers {
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            Arc::new(hook::SavepointHook),
             // First, so that a failed transaction block refuses everything.
             Arc::new(TransactionStatementHook),
             Arc::new(hook::LakeHook {
@@ -110,7 +116,9 @@ impl Handlers {
             _ => None,
         };
         Handlers {
-            session: Arc::new(DfSessionService::new_with_hooks(engine.ctx.clone(), hooks)),
+            front: Arc::new(front::FrontDoor::new(Arc::new(
+                DfSessionService::new_with_hooks(engine.ctx.clone(), hooks),
+            ))),
             connections: Arc::new(ConnectionManager::new()),
             scram,
         }
@@ -147,59 +155,13 @@ impl StartupHandler for Startup {
     }
 }
 
-/// Simple-query front: mends what the SQL parser cannot take as sent, then
-/// hands over to datafusion-postgres.
-pub struct SimpleQueries {
-    session: Arc<DfSessionService>,
-}
-
-/// `COPY … FROM STDIN` as psql sends it has no trailing semicolon, but
-/// sqlparser expects one before inline data; the data itself comes later in
-/// CopyData messages, so closing the statement is always right.
-fn mend_copy_from_stdin(query: &str) -> std::borrow::Cow<'_, str> {
-    let trimmed = query.trim_end();
-    let lower = trimmed.to_ascii_lowercase();
-    if lower.trim_start().starts_with("copy") && lower.contains("stdin") && !trimmed.ends_with(';')
-    {
-        std::borrow::Cow::Owned(format!("{trimmed};"))
-    } else {
-        std::borrow::Cow::Borrowed(query)
-    }
-}
-
-#[async_trait::async_trait]
-impl SimpleQueryHandler for SimpleQueries {
-    async fn do_query<C>(
-        &self,
-        client: &mut C,
-        query: &str,
-    ) -> pgwire::error::PgWireResult<Vec<pgwire::api::results::Response>>
-    where
-        C: pgwire::api::ClientInfo
-            + pgwire::api::ClientPortalStore
-            + futures::Sink<pgwire::messages::PgWireBackendMessage>
-            + Unpin
-            + Send
-            + Sync,
-        C::PortalStore: pgwire::api::store::PortalStore,
-        C::Error: std::fmt::Debug,
-        pgwire::error::PgWireError:
-            From<<C as futures::Sink<pgwire::messages::PgWireBackendMessage>>::Error>,
-    {
-        let query = mend_copy_from_stdin(query);
-        SimpleQueryHandler::do_query(self.session.as_ref(), client, &query).await
-    }
-}
-
 impl PgWireServerHandlers for Handlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        Arc::new(SimpleQueries {
-            session: self.session.clone(),
-        })
+        self.front.clone()
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        self.session.clone()
+        self.front.clone()
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {

@@ -351,11 +351,6 @@ pub fn binary_header() -> Bytes {
     b.freeze()
 }
 
-/// The binary COPY trailer.
-pub fn binary_trailer() -> Bytes {
-    Bytes::from_static(&[0xff, 0xff])
-}
-
 /// Formats a batch in the given COPY format.
 pub fn encode(format: &CopyFormat, batch: &RecordBatch) -> Result<EncodedRows> {
     match format {

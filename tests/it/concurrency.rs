@@ -7,7 +7,9 @@ use crate::support::{Server, rows, sqlstate};
 async fn concurrent_writers_lose_nothing() {
     let server = Server::start();
     let c = server.client().await;
-    c.batch_execute("CREATE TABLE hits (session INT, n INT)").await.unwrap();
+    c.batch_execute("CREATE TABLE hits (session INT, n INT)")
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for s in 0..8 {
         let client = server.client().await;
@@ -33,7 +35,11 @@ async fn concurrent_writers_lose_nothing() {
         t.await.unwrap();
     }
     assert_eq!(
-        rows(&c, "SELECT count(*), count(DISTINCT session), sum(n) FROM hits").await,
+        rows(
+            &c,
+            "SELECT count(*), count(DISTINCT session), sum(n) FROM hits"
+        )
+        .await,
         vec![vec!["120", "8", "840"]]
     );
     // The session that failed is still usable.
@@ -44,11 +50,18 @@ async fn concurrent_writers_lose_nothing() {
 async fn many_small_inserts_are_compacted() {
     let server = Server::start();
     let c = server.client().await;
-    c.batch_execute("CREATE TABLE small (id INT)").await.unwrap();
+    c.batch_execute("CREATE TABLE small (id INT)")
+        .await
+        .unwrap();
     for i in 0..40 {
-        c.execute("INSERT INTO small VALUES ($1)", &[&i]).await.unwrap();
+        c.execute("INSERT INTO small VALUES ($1)", &[&i])
+            .await
+            .unwrap();
     }
-    assert_eq!(rows(&c, "SELECT count(*), sum(id) FROM small").await, vec![vec!["40", "780"]]);
+    assert_eq!(
+        rows(&c, "SELECT count(*), sum(id) FROM small").await,
+        vec![vec!["40", "780"]]
+    );
     let data_dir = server.warehouse_dir().join("public/small/data");
     let live = crate::support::run_python(
         "live_files.py",
@@ -56,5 +69,9 @@ async fn many_small_inserts_are_compacted() {
         &[],
     );
     let n: usize = live.trim().parse().unwrap();
-    assert!(n < 16, "expected compaction, found {n} live data files in {}", data_dir.display());
+    assert!(
+        n < 16,
+        "expected compaction, found {n} live data files in {}",
+        data_dir.display()
+    );
 }

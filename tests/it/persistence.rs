@@ -28,9 +28,15 @@ async fn tables_and_rows_survive_a_clean_restart() {
         rows(&c, "SELECT id, owner, balance FROM accounts ORDER BY id").await,
         vec![vec!["1", "ann", "10.50"], vec!["2", "bob", "21.00"]]
     );
-    assert_eq!(rows(&c, "SELECT count(*) FROM empty_one").await, vec![vec!["0"]]);
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM empty_one").await,
+        vec![vec!["0"]]
+    );
     // The primary key is still enforced after the restart.
-    assert_eq!(sqlstate(&c, "INSERT INTO accounts VALUES (1, 'dup', 0)").await, "23505");
+    assert_eq!(
+        sqlstate(&c, "INSERT INTO accounts VALUES (1, 'dup', 0)").await,
+        "23505"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +57,10 @@ async fn no_acknowledged_row_is_lost_over_kill_9() {
             let mut i = 0i64;
             while !stop.load(Ordering::Relaxed) {
                 let id = w * 1_000_000 + i;
-                let sql = format!("INSERT INTO events VALUES ({id}, 'w{w}'), ({}, 'w{w}')", id + 500_000);
+                let sql = format!(
+                    "INSERT INTO events VALUES ({id}, 'w{w}'), ({}, 'w{w}')",
+                    id + 500_000
+                );
                 match client.simple_query(&sql).await {
                     Ok(_) => acked.lock().unwrap().extend([id, id + 500_000]),
                     Err(_) => break, // the server died mid-statement
@@ -67,7 +76,11 @@ async fn no_acknowledged_row_is_lost_over_kill_9() {
         let _ = w.await;
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 10, "too few inserts before the kill: {}", acked.len());
+    assert!(
+        acked.len() > 10,
+        "too few inserts before the kill: {}",
+        acked.len()
+    );
     server.restart();
     let c = server.client().await;
     let stored: std::collections::HashSet<i64> = rows(&c, "SELECT id FROM events")
@@ -79,9 +92,15 @@ async fn no_acknowledged_row_is_lost_over_kill_9() {
     assert!(missing.is_empty(), "acknowledged rows lost: {missing:?}");
     // Statements are atomic: both rows of each INSERT or neither.
     for id in &stored {
-        let pair = if id % 1_000_000 >= 500_000 { id - 500_000 } else { id + 500_000 };
+        let pair = if id % 1_000_000 >= 500_000 {
+            id - 500_000
+        } else {
+            id + 500_000
+        };
         assert!(stored.contains(&pair), "half of a statement survived: {id}");
     }
     // And the table keeps working.
-    c.batch_execute("INSERT INTO events VALUES (-1, 'after')").await.unwrap();
+    c.batch_execute("INSERT INTO events VALUES (-1, 'after')")
+        .await
+        .unwrap();
 }

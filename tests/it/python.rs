@@ -18,7 +18,11 @@ async fn sqlalchemy_inspector_sees_tables_columns_and_keys() {
 }
 
 /// Rows of a table as pyiceberg reads them (JSON arrays, sorted).
-pub fn iceberg_rows(catalog_db: &str, table: &str, env: &[(&str, &str)]) -> Vec<Vec<Option<String>>> {
+pub fn iceberg_rows(
+    catalog_db: &str,
+    table: &str,
+    env: &[(&str, &str)],
+) -> Vec<Vec<Option<String>>> {
     run_python("pyiceberg_read.py", &[catalog_db, table], env)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -32,7 +36,11 @@ pub async fn pgwire_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<
         .into_iter()
         .map(|r| r.into_iter().map(|v| (v != "NULL").then_some(v)).collect())
         .collect();
-    out.sort_by_key(|r| r.iter().map(|v| v.clone().unwrap_or_default()).collect::<Vec<_>>());
+    out.sort_by_key(|r| {
+        r.iter()
+            .map(|v| v.clone().unwrap_or_default())
+            .collect::<Vec<_>>()
+    });
     out
 }
 
@@ -60,7 +68,10 @@ pub async fn write_and_compare(server: &Server, env: &[(&str, &str)]) {
     let catalog = server.catalog_db();
     let catalog = catalog.to_str().unwrap();
     for (table, select) in [
-        ("public.people", "SELECT id::text, name, score::text FROM people"),
+        (
+            "public.people",
+            "SELECT id::text, name, score::text FROM people",
+        ),
         ("public.notes", "SELECT body FROM notes"),
     ] {
         let expected = pgwire_rows(&c, select).await;
@@ -82,5 +93,8 @@ async fn pyiceberg_reads_exactly_what_was_written_on_local_disk() {
     server.stop();
     server.restart();
     let c = server.client().await;
-    assert_eq!(rows(&c, "SELECT count(*) FROM notes").await, vec![vec!["23"]]);
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM notes").await,
+        vec![vec!["23"]]
+    );
 }

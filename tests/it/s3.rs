@@ -78,9 +78,17 @@ async fn tables_on_s3_survive_restart_and_read_back_in_pyiceberg() {
     server.stop();
     server.restart();
     let c = server.client().await;
-    assert_eq!(rows(&c, "SELECT count(*) FROM people").await, vec![vec!["6"]]);
-    c.batch_execute("DELETE FROM people WHERE id > 10").await.unwrap();
-    assert_eq!(rows(&c, "SELECT count(*) FROM people").await, vec![vec!["3"]]);
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM people").await,
+        vec![vec!["6"]]
+    );
+    c.batch_execute("DELETE FROM people WHERE id > 10")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM people").await,
+        vec![vec!["3"]]
+    );
     // Nothing was written to the local warehouse directory.
     assert!(!server.warehouse_dir().join("public").exists());
 }

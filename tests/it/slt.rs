@@ -31,10 +31,14 @@ impl AsyncDB for Pg {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<Self::ColumnType>, Self::Error> {
-        let msgs = self.client.simple_query(sql).await.map_err(|e| match e.as_db_error() {
-            Some(db) => PgError(format!("{} (SQLSTATE {})", db.message(), db.code().code())),
-            None => PgError(e.to_string()),
-        })?;
+        let msgs = self
+            .client
+            .simple_query(sql)
+            .await
+            .map_err(|e| match e.as_db_error() {
+                Some(db) => PgError(format!("{} (SQLSTATE {})", db.message(), db.code().code())),
+                None => PgError(e.to_string()),
+            })?;
         let mut rows = Vec::new();
         let mut ncols = 0;
         let mut is_query = false;

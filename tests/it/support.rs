@@ -108,7 +108,11 @@ impl Server {
                     self.log()
                 );
             }
-            assert!(Instant::now() < deadline, "server not ready:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "server not ready:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

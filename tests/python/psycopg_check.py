@@ -98,3 +98,13 @@ with psycopg.connect(conninfo, autocommit=True) as conn:
     assert conn.execute("SELECT count(*) FROM bulk WHERE id = 5000").fetchone()[0] == 0
 
 print("psycopg checks passed")
+
+# Ten or more parameters keep their order (datafusion-postgres sorts them as
+# strings; the front door pads their names).
+with psycopg.connect(conninfo, autocommit=True) as conn:
+    conn.execute("CREATE TABLE wide (a INT, b TEXT, c INT, d TEXT, e INT, f TEXT, g INT, h TEXT, i INT, j TEXT, k INT, l TEXT)")
+    vals = (1, "b", 3, "d", 5, "f", 7, "h", 9, "j", 11, "l")
+    conn.execute("INSERT INTO wide VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", vals)
+    got = conn.execute("SELECT * FROM wide WHERE k = %s AND l = %s AND a = %s", (11, "l", 1)).fetchone()
+    assert got == vals, got
+print("wide parameter checks passed")

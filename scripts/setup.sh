@@ -1,0 +1,47 @@
+# Sourced by scripts/run.sh and scripts/test.sh: installs system packages and
+# the Python venv the tests use, and points cargo at a cache outside the
+# clone. Every step checks first, so a warm machine skips them all.
+
+CACHE="${STREAMLAKE_CACHE:-$HOME/.cache/streamlake}"
+mkdir -p "$CACHE"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+if [ "${CI:-}" = "true" ]; then
+  export CARGO_INCREMENTAL=0
+fi
+
+section() { printf '\n== %s ==\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_system_packages() {
+  local missing=()
+  command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+  command -v make >/dev/null 2>&1 || missing+=(make)
+  command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+  command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    section "installing system packages: ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}"
+  fi
+}
+
+install_python_venv() {
+  local venv="$CACHE/venv" req="tests/python/requirements.txt"
+  local stamp="$venv/.requirements-$(sha256sum "$req" | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    section "creating the Python test venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+    touch "$stamp"
+  fi
+  export STREAMLAKE_PYTHON="$venv/bin/python"
+}
+
+install_system_packages
+install_python_venv

@@ -1,0 +1,302 @@
+//! The query front door: mends the few statements that clients send in a
+//! shape the SQL parser or planner cannot take, then hands every query to
+//! datafusion-postgres' handlers (simple and extended protocol alike).
+//!
+//! Each mend is a fixed, exact text substitution for a statement a known
+//! client sends (psql's `\d+`, SQLAlchemy's reflection), so user SQL is never
+//! rewritten by guesswork.
+
+use std::borrow::Cow;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion_postgres::{DfSessionService, Parser};
+use futures::Sink;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+
+/// psql's `\d+` asks for TOAST options with `array(subquery)` over a
+/// `reloptions` column pg_catalog lacks; our tables have no storage
+/// options, so the answer is the empty string.
+const PSQL_TOAST_OPTIONS: &str = "pg_catalog.array_to_string(c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x), ', ')";
+
+/// Exact substitutions applied to incoming SQL.
+const MENDS: &[(&str, &str)] = &[
+    (PSQL_TOAST_OPTIONS, "''"),
+    // SQLAlchemy's column reflection casts OIDs to regclass to name serial
+    // sequences; there are none, and the text form is never looked at.
+    (" AS REGCLASS)", " AS TEXT)"),
+    // SQLAlchemy's column reflection uses correlated scalar subqueries that
+    // return at most one row by the catalog's keys; DataFusion only plans
+    // aggregated ones, and max() of one row is that row.
+    (
+        "(SELECT pg_catalog.pg_get_expr(pg_catalog.pg_attrdef.adbin, pg_catalog.pg_attrdef.adrelid) AS pg_get_expr_1",
+        "(SELECT max(pg_catalog.pg_get_expr(pg_catalog.pg_attrdef.adbin, pg_catalog.pg_attrdef.adrelid)) AS pg_get_expr_1",
+    ),
+    (
+        "(SELECT json_build_object(",
+        "(SELECT max(json_build_object(",
+    ),
+    (
+        ", pg_catalog.pg_attribute.attidentity = $3::VARCHAR,",
+        ", $3::VARCHAR = $3::VARCHAR,",
+    ),
+    (") AS json_build_object_1 ", ")) AS json_build_object_1 "),
+    (
+        "(SELECT json_build_object($11::VARCHAR, pg_catalog.pg_collation.collname,",
+        "(SELECT max(json_build_object($11::VARCHAR, pg_catalog.pg_collation.collname,",
+    ),
+    (") AS json_build_object_9 ", ")) AS json_build_object_9 "),
+    // A bare outer column in a correlated WHERE defeats DataFusion's
+    // decorrelation; the surrounding CASE already tests it.
+    (
+        "WHERE pg_catalog.pg_attribute.atthasdef AND pg_catalog.pg_attrdef.adrelid",
+        "WHERE pg_catalog.pg_attrdef.adrelid",
+    ),
+    (
+        "(SELECT pg_catalog.pg_type.typcollation \nFROM",
+        "(SELECT max(pg_catalog.pg_type.typcollation) \nFROM",
+    ),
+];
+
+/// Substitutions of a whole span, from a start marker to an end marker.
+///
+/// SQLAlchemy's identity-column subquery correlates on expressions
+/// DataFusion cannot decorrelate. There are no identity columns here, so it
+/// becomes the same json_build_object call over its parameters alone (every
+/// parameter stays referenced, so the client's bind values still line up).
+const SPAN_MENDS: &[(&str, &str, &str)] = &[(
+    "THEN (SELECT json_build_object(",
+    " ELSE NULL END AS identity_options",
+    "THEN json_build_object($2::VARCHAR, $3::VARCHAR, $4::VARCHAR, $5::VARCHAR, $6::VARCHAR, \
+     $7::VARCHAR, $8::VARCHAR, $9::VARCHAR, $10::VARCHAR) ELSE NULL END AS identity_options",
+)];
+
+/// Applies [`MENDS`] and [`SPAN_MENDS`] and closes `COPY … FROM STDIN`.
+pub fn mend(query: &str) -> Cow<'_, str> {
+    let mut out = Cow::Borrowed(query);
+    for (start, end, to) in SPAN_MENDS {
+        if let Some(a) = out.find(start)
+            && let Some(len) = out[a..].find(end)
+        {
+            let b = a + len + end.len();
+            out = Cow::Owned(format!("{}{}{}", &out[..a], to, &out[b..]));
+        }
+    }
+    for (from, to) in MENDS {
+        if out.contains(from) {
+            out = Cow::Owned(out.replace(from, to));
+        }
+    }
+    // psql sends `COPY … FROM STDIN` with no trailing semicolon, but
+    // sqlparser wants one before inline data; the data comes later in
+    // CopyData messages, so closing the statement is always right.
+    let trimmed = out.trim_end();
+    let lower = trimmed.to_ascii_lowercase();
+    if lower.trim_start().starts_with("copy") && lower.contains("stdin") && !trimmed.ends_with(';')
+    {
+        out = Cow::Owned(format!("{trimmed};"));
+    }
+    out
+}
+
+/// Wraps datafusion-postgres' session service.
+pub struct FrontDoor {
+    session: Arc<DfSessionService>,
+    parser: Arc<MendingParser>,
+}
+
+impl FrontDoor {
+    pub fn new(session: Arc<DfSessionService>) -> FrontDoor {
+        let inner = ExtendedQueryHandler::query_parser(session.as_ref());
+        FrontDoor {
+            session,
+            parser: Arc::new(MendingParser { inner }),
+        }
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for FrontDoor {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let query = mend(query);
+        SimpleQueryHandler::do_query(self.session.as_ref(), client, &query).await
+    }
+}
+
+type Statement = <Parser as QueryParser>::Statement;
+
+/// The extended protocol's parser, with the same mends.
+pub struct MendingParser {
+    inner: Arc<Parser>,
+}
+
+#[async_trait]
+impl QueryParser for MendingParser {
+    type Statement = Statement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Self::Statement>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let sql = mend(sql);
+        let sql = pad_placeholders(&sql);
+        self.inner.parse_sql(client, &sql, types).await
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        self.inner.get_parameter_types(stmt)
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        self.inner.get_result_schema(stmt, column_format)
+    }
+}
+
+/// Renames `$1…$N` to zero-padded `$01…$N` when there are ten or more.
+///
+/// datafusion-postgres 0.17 orders parameter types by sorting their names as
+/// strings, so `$10` sorts before `$2` and the types of a statement with ten
+/// or more parameters get shuffled. DataFusion reads a placeholder's number
+/// with the leading zeros ignored, so padding changes nothing but the order.
+/// Done on the text, before planning, so that every name derived from a
+/// placeholder (aggregate column names, say) agrees with it.
+fn pad_placeholders(sql: &str) -> Cow<'_, str> {
+    let bytes = sql.as_bytes();
+    // First pass: find the highest placeholder number outside quotes.
+    let mut max = 0usize;
+    scan_placeholders(bytes, |_, _, n| max = max.max(n));
+    if max < 10 {
+        return Cow::Borrowed(sql);
+    }
+    let width = max.to_string().len();
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut last = 0;
+    scan_placeholders(bytes, |start, end, n| {
+        out.push_str(&sql[last..start]);
+        out.push_str(&format!("${n:0width$}"));
+        last = end;
+    });
+    out.push_str(&sql[last..]);
+    Cow::Owned(out)
+}
+
+/// Calls `f(start, end, number)` for every `$N` outside string literals,
+/// quoted identifiers and comments.
+fn scan_placeholders(b: &[u8], mut f: impl FnMut(usize, usize, usize)) {
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\'' | b'"' => {
+                let q = b[i];
+                i += 1;
+                while i < b.len() {
+                    if b[i] == q {
+                        if b.get(i + 1) == Some(&q) {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 2;
+            }
+            b'$' if i + 1 < b.len()
+                && b[i + 1].is_ascii_digit()
+                && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_')) =>
+            {
+                let start = i;
+                i += 1;
+                let mut n = 0usize;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    n = n.saturating_mul(10).saturating_add((b[i] - b'0') as usize);
+                    i += 1;
+                }
+                f(start, i, n);
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for FrontDoor {
+    type Statement = Statement;
+    type QueryParser = MendingParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        ExtendedQueryHandler::do_query(self.session.as_ref(), client, portal, max_rows).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_from_stdin_gets_its_semicolon_and_other_sql_is_untouched() {
+        assert_eq!(mend("COPY t FROM STDIN"), "COPY t FROM STDIN;");
+        assert_eq!(mend("copy t from stdin;"), "copy t from stdin;");
+        assert!(matches!(mend("SELECT 1"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn placeholders_are_padded_only_past_nine_and_outside_quotes() {
+        assert_eq!(pad_placeholders("SELECT $1, $2"), "SELECT $1, $2");
+        let sql = "SELECT $1, '$2', $10 -- $3\n, \"$4\", $2";
+        assert_eq!(
+            pad_placeholders(sql),
+            "SELECT $01, '$2', $10 -- $3\n, \"$4\", $02"
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! Small pieces of PostgreSQL's catalog surface that datafusion-pg-catalog
+//! does not provide, so psql's backslash commands run unchanged.
+
+use std::any::Any;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::scalar::ScalarValue;
+
+/// A function that always answers NULL text: comments (`col_description`,
+/// `obj_description`) are not stored, as in a database where none were set.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NullText {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for NullText {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
+    }
+}
+
+/// Visibility checks answer true: there is one schema on the search path.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct AlwaysVisible {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for AlwaysVisible {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))
+    }
+}
+
+/// `version()` in PostgreSQL's shape: drivers (SQLAlchemy among them)
+/// parse the leading `PostgreSQL X.Y`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Version {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Version {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        "version"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(format!(
+            "PostgreSQL 16.6 (streamlake {}) on {}-linux, compatible",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::ARCH
+        )))))
+    }
+}
+
+/// The extra functions to register on every session context.
+pub fn functions() -> Vec<ScalarUDF> {
+    let version = ScalarUDF::new_from_impl(Version {
+        signature: Signature::exact(vec![], Volatility::Stable),
+    });
+    let visible = [
+        "pg_function_is_visible",
+        "pg_type_is_visible",
+        "pg_operator_is_visible",
+        "pg_opclass_is_visible",
+        "pg_collation_is_visible",
+    ]
+    .into_iter()
+    .map(|name| {
+        ScalarUDF::new_from_impl(AlwaysVisible {
+            name,
+            signature: Signature::any(1, Volatility::Stable),
+        })
+    });
+    std::iter::once(version)
+        .chain(visible)
+        .chain(
+            [
+                ("col_description", 2),
+                ("obj_description", 2),
+                ("shobj_description", 2),
+                // No user-defined functions or extension types exist here.
+                ("pg_get_function_result", 1),
+                ("pg_get_function_arguments", 1),
+                ("pg_get_function_identity_arguments", 1),
+                ("to_regtype", 1),
+                ("pg_get_serial_sequence", 2),
+                // Only reached for identity columns, which streamlake has none of;
+                // 0 marks a variadic function.
+                ("json_build_object", 0),
+            ]
+            .into_iter()
+            .map(|(name, arity)| {
+                ScalarUDF::new_from_impl(NullText {
+                    name,
+                    signature: if arity == 0 {
+                        Signature::variadic_any(Volatility::Stable)
+                    } else {
+                        Signature::any(arity, Volatility::Stable)
+                    },
+                })
+            }),
+        )
+        .collect()
+}
