@@ -88,15 +88,13 @@ impl Lake {
     pub async fn open(warehouse: Arc<Warehouse>) -> Result<Arc<Lake>> {
         let public = Arc::new(LakeSchema::default());
         let idents = warehouse.list_tables("public").await?;
-        {
-            let mut map = public.tables.write().expect("schema lock");
-            for ident in &idents {
-                let table = warehouse.load_table(ident).await?;
-                map.insert(
-                    ident.name().to_string(),
-                    LakeTable::new(warehouse.clone(), table)?,
-                );
-            }
+        for ident in &idents {
+            let table = LakeTable::new(warehouse.clone(), warehouse.load_table(ident).await?)?;
+            public
+                .tables
+                .write()
+                .expect("schema lock")
+                .insert(ident.name().to_string(), table);
         }
         tracing::info!(tables = idents.len(), warehouse = %warehouse.location(), "catalog loaded");
         Ok(Arc::new(Lake {

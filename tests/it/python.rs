@@ -11,7 +11,7 @@ async fn psycopg_parameters_prepared_binary_copy_and_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlalchemy_inspector_sees_tables_columns_and_keys() {
+async fn sqlalchemy_inspector_sees_tables_and_columns() {
     let server = Server::start();
     let out = run_python("sqlalchemy_inspect.py", &[&server.port.to_string()], &[]);
     assert!(out.contains("sqlalchemy checks passed"), "{out}");
