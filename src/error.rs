@@ -49,6 +49,8 @@ pub enum Error {
     CommitConflict(String),
     #[error("{0}")]
     QueryCanceled(String),
+    #[error("cannot drop {what} because other objects depend on it")]
+    DependentObjects { what: String, detail: String },
     #[error("internal error: {0} (this is a bug)")]
     Internal(String),
 }
@@ -67,6 +69,7 @@ impl Error {
             Error::InvalidParameter(_) => "22023",
             Error::CommitConflict(_) => "40001",
             Error::QueryCanceled(_) => "57014",
+            Error::DependentObjects { .. } => "2BP01",
             Error::DataFusion(e) => sqlstate_of_datafusion(e),
             Error::Arrow(e) => sqlstate_of_arrow(e),
             Error::Iceberg(_) | Error::Parquet(_) | Error::Io(_) => "58030",
@@ -78,7 +81,9 @@ impl Error {
     /// Extra detail for the ErrorResponse, when there is any.
     pub fn detail(&self) -> Option<String> {
         match self {
-            Error::UniqueViolation { detail, .. } => Some(detail.clone()),
+            Error::UniqueViolation { detail, .. } | Error::DependentObjects { detail, .. } => {
+                Some(detail.clone())
+            }
             _ => None,
         }
     }

@@ -18,5 +18,6 @@ pub mod error;
 pub mod server;
 pub mod sql;
 pub mod storage;
+pub mod stream;
 
 pub use error::{Error, Result};

@@ -21,11 +21,15 @@ use crate::error::{Error, Result};
 use crate::sql::ddl::TableDef;
 use crate::storage::table::LakeTable;
 use crate::storage::warehouse::Warehouse;
+use crate::stream::view::ViewTable;
 
-/// The tables of the one schema `public`.
+pub mod views;
+
+/// The tables and views of the one schema `public`.
 #[derive(Debug, Default)]
 pub struct LakeSchema {
     tables: RwLock<BTreeMap<String, LakeTable>>,
+    views: RwLock<BTreeMap<String, Arc<ViewTable>>>,
 }
 
 impl LakeSchema {
@@ -34,11 +38,41 @@ impl LakeSchema {
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.tables
+        let mut names: Vec<String> = self
+            .tables
             .read()
             .expect("schema lock")
             .keys()
             .cloned()
+            .collect();
+        names.extend(self.views.read().expect("schema lock").keys().cloned());
+        names.sort();
+        names
+    }
+
+    pub fn is_view(&self, name: &str) -> bool {
+        self.views.read().expect("schema lock").contains_key(name)
+    }
+
+    /// Whether a table or a view has this name.
+    pub fn table_exist_any(&self, name: &str) -> bool {
+        self.tables.read().expect("schema lock").contains_key(name) || self.is_view(name)
+    }
+
+    fn add_view(&self, name: String, view: Arc<ViewTable>) {
+        self.views.write().expect("schema lock").insert(name, view);
+    }
+
+    fn remove_view(&self, name: &str) {
+        self.views.write().expect("schema lock").remove(name);
+    }
+
+    fn view_definitions(&self) -> Vec<(String, String)> {
+        self.views
+            .read()
+            .expect("schema lock")
+            .values()
+            .map(|v| (v.name.clone(), v.definition.clone()))
             .collect()
     }
 }
@@ -54,6 +88,9 @@ impl SchemaProvider for LakeSchema {
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        if let Some(v) = self.views.read().expect("schema lock").get(name) {
+            return Ok(Some(v.clone() as Arc<dyn TableProvider>));
+        }
         Ok(self
             .get(name)
             .map(|t| Arc::new(t) as Arc<dyn TableProvider>))
@@ -70,17 +107,32 @@ impl SchemaProvider for LakeSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.tables.read().expect("schema lock").contains_key(name)
+        self.table_exist_any(name)
     }
 }
 
-/// Tables, their storage, and the DDL that changes them.
-#[derive(Debug)]
+/// Tables, views, their storage, and the DDL that changes them.
 pub struct Lake {
     warehouse: Arc<Warehouse>,
     public: Arc<LakeSchema>,
     /// Serializes DDL so two sessions cannot create the same name at once.
     ddl: Mutex<()>,
+    views: std::sync::Mutex<HashMap<String, views::ViewEntry>>,
+    /// Views found in the catalog at start, restored once the query
+    /// context exists.
+    pending_views: std::sync::Mutex<Vec<(String, LakeTable)>>,
+    /// The last epoch a barrier was sent for.
+    epoch: std::sync::atomic::AtomicU64,
+    /// One barrier at a time, so epochs reach every feed in order.
+    barrier: Mutex<()>,
+}
+
+impl std::fmt::Debug for Lake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lake")
+            .field("warehouse", &self.warehouse)
+            .finish()
+    }
 }
 
 impl Lake {
@@ -88,19 +140,33 @@ impl Lake {
     pub async fn open(warehouse: Arc<Warehouse>) -> Result<Arc<Lake>> {
         let public = Arc::new(LakeSchema::default());
         let idents = warehouse.list_tables("public").await?;
+        let mut pending = Vec::new();
         for ident in &idents {
             let table = LakeTable::new(warehouse.clone(), warehouse.load_table(ident).await?)?;
+            if table.properties().contains_key(views::VIEW_SQL_PROPERTY) {
+                pending.push((ident.name().to_string(), table));
+                continue;
+            }
             public
                 .tables
                 .write()
                 .expect("schema lock")
                 .insert(ident.name().to_string(), table);
         }
-        tracing::info!(tables = idents.len(), warehouse = %warehouse.location(), "catalog loaded");
+        tracing::info!(
+            tables = idents.len() - pending.len(),
+            views = pending.len(),
+            warehouse = %warehouse.location(),
+            "catalog loaded"
+        );
         Ok(Arc::new(Lake {
             warehouse,
             public,
             ddl: Mutex::new(()),
+            views: std::sync::Mutex::new(HashMap::new()),
+            pending_views: std::sync::Mutex::new(pending),
+            epoch: std::sync::atomic::AtomicU64::new(0),
+            barrier: Mutex::new(()),
         }))
     }
 
@@ -129,7 +195,7 @@ impl Lake {
     pub async fn create_table(&self, def: TableDef, if_not_exists: bool) -> Result<bool> {
         Self::check_schema(&def.schema_name)?;
         let _guard = self.ddl.lock().await;
-        if self.public.table_exist(&def.name) {
+        if self.public.table_exist_any(&def.name) {
             if if_not_exists {
                 return Ok(false);
             }
@@ -163,6 +229,16 @@ impl Lake {
             }
             return Err(Error::UndefinedTable(name.to_string()));
         };
+        let dependents = self.dependents(name);
+        if !dependents.is_empty() {
+            return Err(Error::DependentObjects {
+                what: format!("table {name}"),
+                detail: format!(
+                    "materialized view {} depends on table {name}",
+                    dependents.join(", ")
+                ),
+            });
+        }
         self.warehouse.drop_table(&table.ident()).await?;
         self.public
             .tables

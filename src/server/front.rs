@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion_postgres::{DfSessionService, Parser};
+
+use crate::catalog::Lake;
 use futures::Sink;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -107,19 +109,91 @@ pub fn mend(query: &str) -> Cow<'_, str> {
     out
 }
 
+/// `SHOW MATERIALIZED VIEWS`, answered from information_schema.
+const SHOW_VIEWS: &str = "SELECT table_name AS name FROM information_schema.tables \
+     WHERE table_schema = 'public' AND table_type = 'VIEW' ORDER BY table_name";
+
+/// Statements no SQL parser here takes, recognized by their words alone.
+#[derive(Debug, PartialEq)]
+enum Special {
+    Flush,
+    ShowViews,
+}
+
+fn special(query: &str) -> Option<Special> {
+    let words: Vec<String> = query
+        .trim()
+        .trim_end_matches(';')
+        .split_whitespace()
+        .map(str::to_ascii_lowercase)
+        .collect();
+    match words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["flush"] => Some(Special::Flush),
+        ["show", "materialized", "views"] => Some(Special::ShowViews),
+        _ => None,
+    }
+}
+
+/// Splits a script at top-level semicolons (outside quotes and comments);
+/// empty pieces are dropped.
+fn split_statements(query: &str) -> Vec<&str> {
+    let b = query.as_bytes();
+    let mut pieces = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += 1;
+                }
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b';' => {
+                pieces.push(&query[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    pieces.push(&query[start.min(query.len())..]);
+    pieces.retain(|p| !p.trim().is_empty());
+    pieces
+}
+
 /// Wraps datafusion-postgres' session service.
 pub struct FrontDoor {
     session: Arc<DfSessionService>,
     parser: Arc<MendingParser>,
+    lake: Arc<Lake>,
 }
 
 impl FrontDoor {
-    pub fn new(session: Arc<DfSessionService>) -> FrontDoor {
+    pub fn new(session: Arc<DfSessionService>, lake: Arc<Lake>) -> FrontDoor {
         let inner = ExtendedQueryHandler::query_parser(session.as_ref());
         FrontDoor {
             session,
             parser: Arc::new(MendingParser { inner }),
+            lake,
         }
+    }
+
+    async fn flush(&self) -> PgWireResult<Response> {
+        self.lake
+            .flush()
+            .await
+            .map_err(crate::server::errors::to_pg)?;
+        Ok(Response::Execution(pgwire::api::results::Tag::new("FLUSH")))
     }
 }
 
@@ -132,8 +206,29 @@ impl SimpleQueryHandler for FrontDoor {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let query = mend(query);
-        SimpleQueryHandler::do_query(self.session.as_ref(), client, &query).await
+        let pieces = split_statements(query);
+        if !pieces.iter().any(|p| special(p).is_some()) {
+            let query = mend(query);
+            return SimpleQueryHandler::do_query(self.session.as_ref(), client, &query).await;
+        }
+        // A script with FLUSH or SHOW MATERIALIZED VIEWS in it: run it one
+        // statement at a time, in order.
+        let mut responses = Vec::new();
+        for piece in pieces {
+            match special(piece) {
+                Some(Special::Flush) => responses.push(self.flush().await?),
+                Some(Special::ShowViews) => responses.extend(
+                    SimpleQueryHandler::do_query(self.session.as_ref(), client, SHOW_VIEWS).await?,
+                ),
+                None => {
+                    let piece = mend(piece);
+                    responses.extend(
+                        SimpleQueryHandler::do_query(self.session.as_ref(), client, &piece).await?,
+                    );
+                }
+            }
+        }
+        Ok(responses)
     }
 }
 
@@ -157,6 +252,14 @@ impl QueryParser for MendingParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        match special(sql) {
+            // Carried to do_query by its text, with no plan.
+            Some(Special::Flush) => return Ok(("FLUSH".to_string(), None)),
+            Some(Special::ShowViews) => {
+                return self.inner.parse_sql(client, SHOW_VIEWS, types).await;
+            }
+            None => {}
+        }
         let sql = mend(sql);
         let sql = pad_placeholders(&sql);
         self.inner.parse_sql(client, &sql, types).await
@@ -275,6 +378,9 @@ impl ExtendedQueryHandler for FrontDoor {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if portal.statement.statement.1.is_none() && portal.statement.statement.0 == "FLUSH" {
+            return self.flush().await;
+        }
         ExtendedQueryHandler::do_query(self.session.as_ref(), client, portal, max_rows).await
     }
 }
@@ -288,6 +394,24 @@ mod tests {
         assert_eq!(mend("COPY t FROM STDIN"), "COPY t FROM STDIN;");
         assert_eq!(mend("copy t from stdin;"), "copy t from stdin;");
         assert!(matches!(mend("SELECT 1"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn scripts_split_at_top_level_semicolons() {
+        assert_eq!(
+            split_statements("INSERT INTO t VALUES ('a;b'); FLUSH;\n"),
+            vec!["INSERT INTO t VALUES ('a;b')", " FLUSH"]
+        );
+    }
+
+    #[test]
+    fn flush_and_show_views_are_recognized_by_their_words() {
+        assert_eq!(special(" FLUSH ;"), Some(Special::Flush));
+        assert_eq!(
+            special("show  Materialized views"),
+            Some(Special::ShowViews)
+        );
+        assert_eq!(special("SELECT flush"), None);
     }
 
     #[test]

@@ -69,16 +69,63 @@ impl LakeHook {
 
     async fn drop_tables(&self, statement: &Statement) -> Result<Response> {
         let Statement::Drop {
-            names, if_exists, ..
+            names,
+            if_exists,
+            object_type,
+            cascade,
+            ..
         } = statement
         else {
             return Err(Error::Internal("not a DROP".into()));
         };
+        if *object_type == ObjectType::MaterializedView {
+            if *cascade {
+                // No view reads another view yet, so there is nothing to cascade to.
+                tracing::debug!("DROP MATERIALIZED VIEW … CASCADE with no dependents");
+            }
+            for name in names {
+                let (_, view) = ddl::table_name(name)?;
+                self.lake.drop_view(&view, *if_exists).await?;
+            }
+            return Ok(Response::Execution(Tag::new("DROP MATERIALIZED VIEW")));
+        }
         for name in names {
             let (schema, table) = ddl::table_name(name)?;
             self.lake.drop_table(&schema, &table, *if_exists).await?;
         }
         Ok(Response::Execution(Tag::new("DROP TABLE")))
+    }
+
+    async fn create_view(&self, statement: &Statement, ctx: &SessionContext) -> Result<Response> {
+        let Statement::CreateView(create) = statement else {
+            return Err(Error::Internal("not a CREATE VIEW".into()));
+        };
+        if !create.materialized {
+            return Err(Error::FeatureNotSupported(
+                "CREATE VIEW is not supported; use CREATE MATERIALIZED VIEW".into(),
+            ));
+        }
+        if create.or_replace || !create.columns.is_empty() {
+            return Err(Error::FeatureNotSupported(
+                "OR REPLACE and column lists on materialized views are not supported yet".into(),
+            ));
+        }
+        let (schema, name) = ddl::table_name(&create.name)?;
+        if schema != "public" {
+            return Err(Error::FeatureNotSupported(format!(
+                "schema \"{schema}\" does not exist; only \"public\" is supported"
+            )));
+        }
+        self.lake
+            .create_view(
+                &name,
+                &create.query.to_string(),
+                create.if_not_exists,
+                ctx,
+                None,
+            )
+            .await?;
+        Ok(Response::Execution(Tag::new("CREATE MATERIALIZED VIEW")))
     }
 
     async fn run_dml(
@@ -123,6 +170,7 @@ impl LakeHook {
     pub async fn execute(&self, statement: &Statement, ctx: &SessionContext) -> Result<()> {
         match statement {
             Statement::CreateTable(_) => self.create_table(statement).await.map(|_| ()),
+            Statement::CreateView(_) => self.create_view(statement, ctx).await.map(|_| ()),
             s if is_drop_table(s) => self.drop_tables(statement).await.map(|_| ()),
             s if is_dml(s) => {
                 let plan = Self::plan(ctx, statement).await?;
@@ -209,7 +257,7 @@ fn is_drop_table(statement: &Statement) -> bool {
     matches!(
         statement,
         Statement::Drop {
-            object_type: ObjectType::Table,
+            object_type: ObjectType::Table | ObjectType::MaterializedView,
             ..
         }
     )
@@ -268,6 +316,7 @@ impl QueryHook for LakeHook {
     ) -> Option<PgWireResult<Response>> {
         let result = match statement {
             Statement::CreateTable(_) => self.create_table(statement).await,
+            Statement::CreateView(_) => self.create_view(statement, ctx).await,
             s if is_drop_table(s) => self.drop_tables(statement).await,
             s if is_dml(s) => match Self::plan(ctx, statement).await {
                 Ok(plan) => self.run_dml(statement, plan, ctx).await,
@@ -287,7 +336,9 @@ impl QueryHook for LakeHook {
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
         match statement {
-            Statement::CreateTable(_) | Statement::Copy { .. } => Some(Ok(empty_plan())),
+            Statement::CreateTable(_) | Statement::CreateView(_) | Statement::Copy { .. } => {
+                Some(Ok(empty_plan()))
+            }
             s if is_drop_table(s) => Some(Ok(empty_plan())),
             Statement::ShowTables { .. } => Some(
                 async { Ok::<_, Error>(ctx.sql(SHOW_TABLES).await?.logical_plan().clone()) }

@@ -40,6 +40,9 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::storage::warehouse::Warehouse;
 
+/// How often a barrier ends the epoch when nobody calls FLUSH.
+pub const BARRIER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The database name clients connect to.
 pub const DATABASE: &str = "dev";
 
@@ -68,6 +71,19 @@ impl Engine {
         for f in pg_compat::functions() {
             ctx.register_udf(f);
         }
+        lake.restore_views(&ctx).await?;
+        // Periodic barriers keep views fresh without FLUSH.
+        let ticker = Arc::downgrade(&lake);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(BARRIER_INTERVAL);
+            loop {
+                interval.tick().await;
+                let Some(lake) = ticker.upgrade() else { break };
+                if let Err(e) = lake.flush().await {
+                    tracing::warn!(error = %e, "periodic barrier failed");
+                }
+            }
+        });
         Ok(Engine {
             lake,
             ctx: Arc::new(ctx),
@@ -116,9 +132,10 @@ impl Handlers {
             _ => None,
         };
         Handlers {
-            front: Arc::new(front::FrontDoor::new(Arc::new(
-                DfSessionService::new_with_hooks(engine.ctx.clone(), hooks),
-            ))),
+            front: Arc::new(front::FrontDoor::new(
+                Arc::new(DfSessionService::new_with_hooks(engine.ctx.clone(), hooks)),
+                engine.lake.clone(),
+            )),
             connections: Arc::new(ConnectionManager::new()),
             scram,
         }

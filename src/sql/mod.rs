@@ -3,3 +3,4 @@
 
 pub mod copy_format;
 pub mod ddl;
+pub mod view_plan;

@@ -47,6 +47,8 @@ use crate::error::{Error, Result};
 use crate::storage::commit::{self, Change};
 use crate::storage::files::{FileWriter, read_file};
 use crate::storage::warehouse::Warehouse;
+use crate::stream::chunk::{Chunk, Op};
+use crate::stream::message::{Barrier, Message};
 
 /// Compaction merges the table's small files once this many accumulate.
 const COMPACT_MIN_SMALL_FILES: usize = 16;
@@ -70,14 +72,43 @@ struct TableInner {
     primary_key: Vec<usize>,
     /// The snapshot reads use; replaced after each commit.
     current: RwLock<Table>,
-    /// Held for the whole of a write; guards the key index too.
+    /// Held for the whole of a write; guards the key index and the feeds.
     writer: Mutex<WriterState>,
 }
+
+/// Where committed changes go: one channel per view reading this table.
+type Feed = tokio::sync::mpsc::Sender<Message>;
 
 #[derive(Default)]
 struct WriterState {
     /// Encoded primary keys of all live rows, loaded on the first write.
     keys: Option<HashSet<Box<[u8]>>>,
+    /// Change feeds of the views over this table. Changes are sent after
+    /// the commit and under the writer lock, so every feed sees the
+    /// table's commits in order, and a barrier sent under the same lock
+    /// follows every change committed before it.
+    feeds: Vec<Feed>,
+}
+
+/// Sends to every feed, forgetting feeds whose view is gone.
+async fn send_all(feeds: &mut Vec<Feed>, messages: Vec<Message>) {
+    if feeds.is_empty() {
+        return;
+    }
+    let mut open = Vec::with_capacity(feeds.len());
+    for feed in feeds.drain(..) {
+        let mut alive = true;
+        for m in &messages {
+            if feed.send(m.clone()).await.is_err() {
+                alive = false;
+                break;
+            }
+        }
+        if alive {
+            open.push(feed);
+        }
+    }
+    *feeds = open;
 }
 
 impl fmt::Debug for LakeTable {
@@ -140,6 +171,54 @@ impl LakeTable {
     /// Appends the stream's rows in one commit; returns the row count.
     pub async fn append(&self, stream: SendableRecordBatchStream) -> Result<u64> {
         self.inner.append(stream).await
+    }
+
+    /// Replaces the table's contents in one snapshot (views persist each
+    /// epoch this way).
+    pub async fn replace_all(
+        &self,
+        batch: RecordBatch,
+        properties: HashMap<String, String>,
+    ) -> Result<()> {
+        self.inner.replace_all(batch, properties).await
+    }
+
+    /// The table's Iceberg properties.
+    pub fn properties(&self) -> HashMap<String, String> {
+        self.inner.snapshot().metadata().properties().clone()
+    }
+
+    /// Subscribes a view: returns the snapshot it must backfill from and
+    /// the feed of every change committed after that snapshot.
+    pub async fn subscribe(&self) -> (Table, tokio::sync::mpsc::Receiver<Message>) {
+        let mut state = self.inner.writer.lock().await;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        state.feeds.push(tx);
+        (self.inner.snapshot(), rx)
+    }
+
+    /// Sends a barrier after every change committed so far; returns how
+    /// many feeds received it.
+    pub async fn send_barrier(&self, barrier: Barrier) -> usize {
+        let mut state = self.inner.writer.lock().await;
+        send_all(&mut state.feeds, vec![Message::Barrier(barrier)]).await;
+        state.feeds.len()
+    }
+
+    /// Every live row of the given snapshot, as insert chunks (a view's
+    /// backfill).
+    pub async fn snapshot_chunks(&self, table: &Table) -> Result<Vec<Chunk>> {
+        let mut out = Vec::new();
+        for (_, files) in commit::live_files(table).await? {
+            for f in files {
+                for b in
+                    read_file(table.file_io(), f.data_file.file_path(), &self.inner.schema).await?
+                {
+                    out.push(Chunk::uniform(b, Op::Insert));
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -263,12 +342,17 @@ impl TableInner {
         if converter.is_some() {
             self.keys(&mut state).await?;
         }
+        let feeding = !state.feeds.is_empty();
+        let mut changes = Vec::new();
         while let Some(batch) = stream.next().await {
             let batch = crate::storage::files::conform(batch?, &self.schema)?;
             self.check_not_null(&batch)?;
             if let Some(conv) = &converter {
                 let existing = state.keys.as_ref().expect("loaded above");
                 self.check_new_keys(conv, existing, &mut pending, &batch)?;
+            }
+            if feeding && batch.num_rows() > 0 {
+                changes.push(Message::Chunk(Chunk::uniform(batch.clone(), Op::Insert)));
             }
             writer.write(batch).await?;
         }
@@ -287,8 +371,43 @@ impl TableInner {
         if let Some(keys) = state.keys.as_mut() {
             keys.extend(pending);
         }
+        send_all(&mut state.feeds, changes).await;
         self.maybe_compact().await?;
         Ok(rows)
+    }
+
+    /// Replaces the whole contents with `batch` in one snapshot (a view's
+    /// per-epoch commit), recording `properties` in the snapshot summary.
+    async fn replace_all(
+        &self,
+        batch: RecordBatch,
+        properties: HashMap<String, String>,
+    ) -> Result<()> {
+        let _state = self.writer.lock().await;
+        let table = self.snapshot();
+        let mut writer = FileWriter::new(&table, self.schema.clone()).await?;
+        writer
+            .write(crate::storage::files::conform(batch, &self.schema)?)
+            .await?;
+        let removed = commit::live_files(&table)
+            .await?
+            .into_iter()
+            .flat_map(|(_, files)| files)
+            .map(|f| f.data_file.file_path().to_string())
+            .collect();
+        let added = writer.finish().await?;
+        let table = commit::commit(
+            &self.warehouse,
+            &table,
+            Change {
+                added,
+                removed,
+                properties,
+            },
+        )
+        .await?;
+        self.publish(table);
+        Ok(())
     }
 
     /// Copy-on-write DELETE (no assignments) or UPDATE.
@@ -315,6 +434,7 @@ impl TableInner {
         let mut removed = HashSet::new();
         let mut removed_keys: Vec<Box<[u8]>> = Vec::new();
         let mut updated: Vec<RecordBatch> = Vec::new();
+        let mut deleted: Vec<RecordBatch> = Vec::new();
         let mut hits = 0u64;
         for (_, files) in commit::live_files(&table).await? {
             for f in files {
@@ -347,6 +467,9 @@ impl TableInner {
                     if is_update {
                         updated.push(self.apply_assignments(&matched, &assignments)?);
                     }
+                    if !state.feeds.is_empty() {
+                        deleted.push(matched);
+                    }
                 }
             }
         }
@@ -368,8 +491,15 @@ impl TableInner {
                 return Err(e);
             }
         }
+        let mut changes: Vec<Message> = deleted
+            .into_iter()
+            .map(|b| Message::Chunk(Chunk::uniform(b, Op::Delete)))
+            .collect();
         for batch in updated {
             self.check_not_null(&batch)?;
+            if !state.feeds.is_empty() {
+                changes.push(Message::Chunk(Chunk::uniform(batch.clone(), Op::Insert)));
+            }
             writer.write(batch).await?;
         }
         let change = Change {
@@ -391,6 +521,7 @@ impl TableInner {
         if let Some(keys) = state.keys.as_mut() {
             keys.extend(pending);
         }
+        send_all(&mut state.feeds, changes).await;
         Ok(hits)
     }
 
@@ -462,7 +593,7 @@ fn evaluate_mask(predicate: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Resu
 }
 
 /// Drops table qualifiers: the DML filters refer to our columns only.
-fn unqualify(expr: Expr) -> DFResult<Expr> {
+pub fn unqualify(expr: Expr) -> DFResult<Expr> {
     expr.transform_up(|e| {
         Ok(match e {
             Expr::Column(c) => Transformed::yes(Expr::Column(Column::new_unqualified(c.name))),

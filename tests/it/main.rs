@@ -10,3 +10,4 @@ mod psql;
 mod python;
 mod s3;
 mod slt;
+mod views;

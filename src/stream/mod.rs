@@ -1,0 +1,26 @@
+//! The streaming runtime: changelog chunks flow from table change feeds
+//! through operators into materialized views.
+//!
+//! ```text
+//! LakeTable commit ─▶ feed ─▶ [filter] ─▶ [project] ─▶ [hash agg] ─▶ … ─▶ materialize ─▶ reads, Iceberg
+//!                      │                                                      ▲
+//!                      └──────── Barrier(epoch) after the changes ────────────┘ publish + ack
+//! ```
+//!
+//! - [`chunk`]: the changelog batch (an Arrow batch plus one op per row).
+//! - [`message`]: what travels on a channel: chunks and barriers.
+//! - [`operator`]: the operator trait every node implements.
+//! - [`ops`]: one operator per file.
+//! - [`view`]: a materialized view's task: operators, barrier handling,
+//!   the published snapshot that reads see.
+//!
+//! Barriers are the consistency and checkpoint hook: a barrier for epoch N
+//! follows every change made before it on each feed; when it reaches a
+//! view's materialize step, the view publishes its contents as of N. `FLUSH`
+//! injects a barrier and waits for every view to acknowledge it.
+
+pub mod chunk;
+pub mod message;
+pub mod operator;
+pub mod ops;
+pub mod view;

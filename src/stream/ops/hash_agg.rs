@@ -1,0 +1,426 @@
+//! Hash aggregation with retractions.
+//!
+//! ```text
+//!   chunk ──▶ group keys (Arrow row format) ──▶ group index ──▶ per-aggregate state
+//!                                                      │ dirty set
+//!   barrier ──▶ for each dirty group: old output row ─▶ U-/U+ (or +/-) ──▶ out
+//! ```
+//!
+//! PROPERTIES: the group-by expressions, the aggregate specs, the output
+//! schema (group columns then aggregates, as DataFusion's Aggregate node).
+//! STATES: per group, the number of live input rows, one accumulator per
+//! aggregate, and the row last emitted.
+//!
+//! Every aggregate can retract: count and sum keep counters (integer sums in
+//! i128, exact past 64 bits), avg keeps sum and count, min and max keep a
+//! counted ordered multiset of the values so deleting the current extreme
+//! finds the next one. Output is held until the barrier, so a group changed
+//! many times in an epoch emits one update. A global aggregate (no GROUP BY)
+//! always has exactly one row, even over empty input.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::scalar::ScalarValue;
+
+use crate::error::{Error, Result};
+use crate::stream::chunk::{Chunk, Op};
+use crate::stream::message::Epoch;
+use crate::stream::operator::Operator;
+
+/// The aggregate functions maintained incrementally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggKind {
+    CountStar,
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+}
+
+/// One aggregate of the node.
+pub struct AggSpec {
+    pub kind: AggKind,
+    /// The argument; `None` for count(*).
+    pub input: Option<Arc<dyn PhysicalExpr>>,
+    pub output_type: DataType,
+}
+
+/// Running state of one aggregate in one group.
+enum Acc {
+    Count(i64),
+    /// Sum of integers (exact), of decimal unscaled values, or of floats,
+    /// with the count of non-NULL inputs.
+    SumInt {
+        sum: i128,
+        n: i64,
+    },
+    SumFloat {
+        sum: f64,
+        n: i64,
+    },
+    /// Counted multiset of row-encoded values.
+    Extreme(BTreeMap<Box<[u8]>, i64>),
+}
+
+struct Group {
+    key: Vec<ScalarValue>,
+    rows: i64,
+    accs: Vec<Acc>,
+    emitted: Option<Vec<ScalarValue>>,
+    dirty: bool,
+}
+
+/// How an aggregate reads its argument column.
+enum Input {
+    None,
+    Int,
+    /// Decimal unscaled values, with the input scale.
+    Decimal(i8),
+    Float,
+    /// min/max: values encoded with this converter.
+    Ordered(RowConverter),
+}
+
+pub struct HashAggOperator {
+    group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    aggs: Vec<AggSpec>,
+    inputs: Vec<Input>,
+    schema: SchemaRef,
+    key_converter: RowConverter,
+    index: HashMap<Box<[u8]>, usize>,
+    groups: Vec<Group>,
+    dirty: Vec<usize>,
+}
+
+impl HashAggOperator {
+    /// `input_types` are the argument types of `aggs` (ignored for count(*)).
+    pub fn try_new(
+        group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+        group_types: Vec<DataType>,
+        aggs: Vec<AggSpec>,
+        input_types: Vec<Option<DataType>>,
+        schema: SchemaRef,
+    ) -> Result<HashAggOperator> {
+        let key_converter =
+            RowConverter::new(group_types.into_iter().map(SortField::new).collect())?;
+        let mut inputs = Vec::with_capacity(aggs.len());
+        for (spec, ty) in aggs.iter().zip(&input_types) {
+            inputs.push(match (spec.kind, ty) {
+                (AggKind::CountStar, _) | (AggKind::Count, _) => Input::None,
+                (AggKind::Min | AggKind::Max, Some(t)) => {
+                    Input::Ordered(RowConverter::new(vec![SortField::new(t.clone())])?)
+                }
+                (AggKind::Sum | AggKind::Avg, Some(t)) if t.is_integer() => Input::Int,
+                (AggKind::Sum | AggKind::Avg, Some(DataType::Decimal128(_, s))) => {
+                    Input::Decimal(*s)
+                }
+                (AggKind::Sum | AggKind::Avg, Some(t)) if t.is_floating() => Input::Float,
+                (kind, t) => {
+                    return Err(Error::FeatureNotSupported(format!(
+                        "{kind:?} over {t:?} in a materialized view"
+                    )));
+                }
+            });
+        }
+        let mut op = HashAggOperator {
+            group_exprs,
+            aggs,
+            inputs,
+            schema,
+            key_converter,
+            index: HashMap::new(),
+            groups: Vec::new(),
+            dirty: Vec::new(),
+        };
+        if op.group_exprs.is_empty() {
+            // The one group of a global aggregate exists from the start.
+            op.new_group(Box::from(&[][..]), Vec::new());
+        }
+        Ok(op)
+    }
+
+    fn new_group(&mut self, key_bytes: Box<[u8]>, key: Vec<ScalarValue>) -> usize {
+        let accs = self
+            .inputs
+            .iter()
+            .map(|i| match i {
+                Input::None => Acc::Count(0),
+                Input::Int | Input::Decimal(_) => Acc::SumInt { sum: 0, n: 0 },
+                Input::Float => Acc::SumFloat { sum: 0.0, n: 0 },
+                Input::Ordered(_) => Acc::Extreme(BTreeMap::new()),
+            })
+            .collect();
+        let id = self.groups.len();
+        self.groups.push(Group {
+            key,
+            rows: 0,
+            accs,
+            emitted: None,
+            // A global aggregate emits its row at the first barrier.
+            dirty: true,
+        });
+        self.dirty.push(id);
+        self.index.insert(key_bytes, id);
+        id
+    }
+
+    fn output_row(&self, g: &Group) -> Result<Option<Vec<ScalarValue>>> {
+        if g.rows == 0 && !self.group_exprs.is_empty() {
+            return Ok(None);
+        }
+        let mut row = g.key.clone();
+        for ((spec, input), acc) in self.aggs.iter().zip(&self.inputs).zip(&g.accs) {
+            let v = match (spec.kind, acc) {
+                (AggKind::CountStar, _) => ScalarValue::Int64(Some(g.rows)),
+                (AggKind::Count, Acc::Count(n)) => ScalarValue::Int64(Some(*n)),
+                (AggKind::Sum, Acc::SumInt { n: 0, .. })
+                | (AggKind::Sum, Acc::SumFloat { n: 0, .. })
+                | (AggKind::Avg, Acc::SumInt { n: 0, .. })
+                | (AggKind::Avg, Acc::SumFloat { n: 0, .. }) => {
+                    ScalarValue::try_from(&spec.output_type)?
+                }
+                (AggKind::Sum, Acc::SumInt { sum, .. }) => {
+                    sum_value(*sum, input, &spec.output_type)?
+                }
+                (AggKind::Sum, Acc::SumFloat { sum, .. }) => ScalarValue::Float64(Some(*sum)),
+                (AggKind::Avg, Acc::SumInt { sum, n }) => {
+                    avg_value(*sum, *n, input, &spec.output_type)?
+                }
+                (AggKind::Avg, Acc::SumFloat { sum, n }) => {
+                    ScalarValue::Float64(Some(*sum / *n as f64))
+                }
+                (AggKind::Min, Acc::Extreme(m)) => {
+                    extreme(m.keys().next(), input, &spec.output_type)?
+                }
+                (AggKind::Max, Acc::Extreme(m)) => {
+                    extreme(m.keys().next_back(), input, &spec.output_type)?
+                }
+                _ => return Err(Error::Internal("aggregate state mismatch".into())),
+            };
+            let v = if v.data_type() == spec.output_type {
+                v
+            } else {
+                v.cast_to(&spec.output_type)?
+            };
+            row.push(v);
+        }
+        Ok(Some(row))
+    }
+}
+
+fn sum_value(sum: i128, input: &Input, out: &DataType) -> Result<ScalarValue> {
+    Ok(match (input, out) {
+        (Input::Decimal(_), DataType::Decimal128(p, s)) => {
+            ScalarValue::Decimal128(Some(sum), *p, *s)
+        }
+        (_, DataType::Decimal128(p, s)) => ScalarValue::Decimal128(Some(sum), *p, *s),
+        (_, DataType::Int64) => ScalarValue::Int64(Some(i64::try_from(sum).map_err(|_| {
+            Error::DataFusion(datafusion::error::DataFusionError::Execution(
+                "bigint sum overflow".into(),
+            ))
+        })?)),
+        (_, other) => ScalarValue::Decimal128(Some(sum), 38, 0).cast_to(other)?,
+    })
+}
+
+fn avg_value(sum: i128, n: i64, input: &Input, out: &DataType) -> Result<ScalarValue> {
+    Ok(match (input, out) {
+        (Input::Decimal(in_scale), DataType::Decimal128(p, s)) => {
+            let shift = (*s as i32 - *in_scale as i32).max(0) as u32;
+            let scaled = sum * 10i128.pow(shift);
+            ScalarValue::Decimal128(Some(scaled / n as i128), *p, *s)
+        }
+        (Input::Decimal(in_scale), _) => {
+            ScalarValue::Float64(Some(sum as f64 / 10f64.powi(*in_scale as i32) / n as f64))
+        }
+        _ => ScalarValue::Float64(Some(sum as f64 / n as f64)),
+    })
+}
+
+fn extreme(key: Option<&Box<[u8]>>, input: &Input, out: &DataType) -> Result<ScalarValue> {
+    let (Some(key), Input::Ordered(conv)) = (key, input) else {
+        return Ok(ScalarValue::try_from(out)?);
+    };
+    let parser = conv.parser();
+    let arrays = conv.convert_rows(std::iter::once(parser.parse(key)))?;
+    Ok(ScalarValue::try_from_array(&arrays[0], 0)?)
+}
+
+fn evaluate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ArrayRef> {
+    Ok(expr.evaluate(batch)?.into_array(batch.num_rows())?)
+}
+
+impl Operator for HashAggOperator {
+    fn name(&self) -> &'static str {
+        "hash_agg"
+    }
+
+    fn process(&mut self, chunk: Chunk, _out: &mut Vec<Chunk>) -> Result<()> {
+        let batch = &chunk.batch;
+        let n = batch.num_rows();
+        let keys: Vec<ArrayRef> = self
+            .group_exprs
+            .iter()
+            .map(|e| evaluate(e, batch))
+            .collect::<Result<_>>()?;
+        // A global aggregate has no key columns (and the row format cannot
+        // encode zero columns): every row belongs to group 0.
+        let rows = if keys.is_empty() {
+            None
+        } else {
+            Some(self.key_converter.convert_columns(&keys)?)
+        };
+        // Argument columns, read once per chunk in the type each state uses.
+        let mut args: Vec<Option<ArrayRef>> = Vec::with_capacity(self.aggs.len());
+        let mut encoded: Vec<Option<datafusion::arrow::row::Rows>> =
+            Vec::with_capacity(self.aggs.len());
+        for (spec, input) in self.aggs.iter().zip(&self.inputs) {
+            let arr = match &spec.input {
+                Some(e) => Some(evaluate(e, batch)?),
+                None => None,
+            };
+            let (arg, enc) = match (input, arr) {
+                (Input::Int, Some(a)) => (Some(cast(&a, &DataType::Int64)?), None),
+                (Input::Float, Some(a)) => (Some(cast(&a, &DataType::Float64)?), None),
+                (Input::Ordered(c), Some(a)) => {
+                    let enc = c.convert_columns(std::slice::from_ref(&a))?;
+                    (Some(a), Some(enc))
+                }
+                (_, a) => (a, None),
+            };
+            args.push(arg);
+            encoded.push(enc);
+        }
+        for (row_idx, op) in chunk.ops.iter().enumerate().take(n) {
+            let w = op.weight();
+            let gid = match &rows {
+                None => 0,
+                Some(rows) => {
+                    let key = rows.row(row_idx);
+                    match self.index.get(key.as_ref()) {
+                        Some(&g) => g,
+                        None => {
+                            let key_values = keys
+                                .iter()
+                                .map(|k| ScalarValue::try_from_array(k, row_idx))
+                                .collect::<Result<Vec<_>, _>>()?;
+                            self.new_group(Box::from(key.as_ref()), key_values)
+                        }
+                    }
+                }
+            };
+            let group = &mut self.groups[gid];
+            group.rows += w;
+            if !group.dirty {
+                group.dirty = true;
+                self.dirty.push(gid);
+            }
+            for (a, acc) in group.accs.iter_mut().enumerate() {
+                let Some(arg) = &args[a] else {
+                    continue; // count(*)
+                };
+                if arg.is_null(row_idx) {
+                    continue;
+                }
+                match acc {
+                    Acc::Count(c) => *c += w,
+                    Acc::SumInt { sum, n } => {
+                        let v = match arg.data_type() {
+                            DataType::Decimal128(_, _) => arg
+                                .as_primitive::<datafusion::arrow::datatypes::Decimal128Type>()
+                                .value(row_idx),
+                            _ => arg.as_primitive::<Int64Type>().value(row_idx) as i128,
+                        };
+                        *sum += v * w as i128;
+                        *n += w;
+                    }
+                    Acc::SumFloat { sum, n } => {
+                        *sum += arg.as_primitive::<Float64Type>().value(row_idx) * w as f64;
+                        *n += w;
+                    }
+                    Acc::Extreme(map) => {
+                        let enc = encoded[a].as_ref().expect("encoded above");
+                        let k = enc.row(row_idx);
+                        match map.get_mut(k.as_ref()) {
+                            Some(c) => {
+                                *c += w;
+                                if *c == 0 {
+                                    map.remove(k.as_ref());
+                                }
+                            }
+                            None => {
+                                map.insert(Box::from(k.as_ref()), w);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_barrier(&mut self, _epoch: Epoch, out: &mut Vec<Chunk>) -> Result<()> {
+        if self.dirty.is_empty() {
+            return Ok(());
+        }
+        let mut rows: Vec<Vec<ScalarValue>> = Vec::new();
+        let mut ops: Vec<Op> = Vec::new();
+        let dirty = std::mem::take(&mut self.dirty);
+        for gid in dirty {
+            let new = self.output_row(&self.groups[gid])?;
+            let group = &mut self.groups[gid];
+            group.dirty = false;
+            match (group.emitted.take(), new) {
+                (None, None) => {}
+                (None, Some(n)) => {
+                    rows.push(n.clone());
+                    ops.push(Op::Insert);
+                    group.emitted = Some(n);
+                }
+                (Some(o), None) => {
+                    rows.push(o);
+                    ops.push(Op::Delete);
+                }
+                (Some(o), Some(n)) => {
+                    if o != n {
+                        rows.push(o);
+                        ops.push(Op::UpdateDelete);
+                        rows.push(n.clone());
+                        ops.push(Op::UpdateInsert);
+                    }
+                    group.emitted = Some(n);
+                }
+            }
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let columns = (0..self.schema.fields().len())
+            .map(|c| {
+                let values = rows.iter().map(|r| r[c].clone());
+                ScalarValue::iter_to_array(values)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let columns = columns
+            .into_iter()
+            .zip(self.schema.fields())
+            .map(|(col, f)| {
+                if col.data_type() == f.data_type() {
+                    Ok(col)
+                } else {
+                    cast(&col, f.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        out.push(Chunk::new(batch, ops));
+        Ok(())
+    }
+}

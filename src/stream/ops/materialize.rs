@@ -1,0 +1,105 @@
+//! Materialize: the view's contents, kept as a counted multiset of rows in
+//! Arrow row format, so every changelog (keyed or not, with duplicates)
+//! applies exactly: an insert adds one to its row's count, a delete takes
+//! one away.
+//!
+//! At a barrier the view publishes [`MaterializeOperator::snapshot`]: the
+//! rows with a positive count, decoded back into one Arrow batch. Reads see
+//! that snapshot until the next barrier, so every view answers as of the
+//! same epoch.
+
+use std::collections::HashMap;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{RowConverter, SortField};
+
+use crate::error::{Error, Result};
+use crate::stream::chunk::Chunk;
+
+pub struct MaterializeOperator {
+    schema: SchemaRef,
+    converter: RowConverter,
+    rows: HashMap<Box<[u8]>, i64>,
+    changed: bool,
+}
+
+impl MaterializeOperator {
+    pub fn try_new(schema: SchemaRef) -> Result<MaterializeOperator> {
+        let converter = RowConverter::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )?;
+        Ok(MaterializeOperator {
+            schema,
+            converter,
+            rows: HashMap::new(),
+            changed: true,
+        })
+    }
+
+    /// Applies one chunk of changes.
+    pub fn apply(&mut self, chunk: &Chunk) -> Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let columns = chunk
+            .batch
+            .columns()
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(c.clone())
+                } else {
+                    cast(c, f.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let rows = self.converter.convert_columns(&columns)?;
+        for (row, op) in rows.iter().zip(&chunk.ops) {
+            let w = op.weight();
+            match self.rows.get_mut(row.as_ref()) {
+                Some(c) => {
+                    *c += w;
+                    if *c == 0 {
+                        self.rows.remove(row.as_ref());
+                    }
+                }
+                None if w > 0 => {
+                    self.rows.insert(Box::from(row.as_ref()), w);
+                }
+                None => {
+                    return Err(Error::Internal(
+                        "materialize: delete of a row that is not in the view".into(),
+                    ));
+                }
+            }
+        }
+        self.changed = true;
+        Ok(())
+    }
+
+    /// Whether anything changed since the last snapshot.
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+
+    /// The current contents as one batch.
+    pub fn snapshot(&mut self) -> Result<RecordBatch> {
+        self.changed = false;
+        let parser = self.converter.parser();
+        let mut encoded = Vec::with_capacity(self.rows.len());
+        for (row, &count) in &self.rows {
+            for _ in 0..count {
+                encoded.push(parser.parse(row));
+            }
+        }
+        let columns = self.converter.convert_rows(encoded)?;
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
