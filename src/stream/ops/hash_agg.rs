@@ -197,11 +197,13 @@ impl HashAggOperator {
                     ScalarValue::Float64(Some(*sum / *n as f64))
                 }
                 (AggKind::Min, Acc::Extreme(m)) => {
-                    extreme(m.keys().next(), input, &spec.output_type)?
+                    extreme(m.keys().next().map(|k| &k[..]), input, &spec.output_type)?
                 }
-                (AggKind::Max, Acc::Extreme(m)) => {
-                    extreme(m.keys().next_back(), input, &spec.output_type)?
-                }
+                (AggKind::Max, Acc::Extreme(m)) => extreme(
+                    m.keys().next_back().map(|k| &k[..]),
+                    input,
+                    &spec.output_type,
+                )?,
                 _ => return Err(Error::Internal("aggregate state mismatch".into())),
             };
             let v = if v.data_type() == spec.output_type {
@@ -244,7 +246,7 @@ fn avg_value(sum: i128, n: i64, input: &Input, out: &DataType) -> Result<ScalarV
     })
 }
 
-fn extreme(key: Option<&Box<[u8]>>, input: &Input, out: &DataType) -> Result<ScalarValue> {
+fn extreme(key: Option<&[u8]>, input: &Input, out: &DataType) -> Result<ScalarValue> {
     let (Some(key), Input::Ordered(conv)) = (key, input) else {
         return Ok(ScalarValue::try_from(out)?);
     };
