@@ -23,6 +23,8 @@ install_system_packages() {
   command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+  # The PostgreSQL server is the oracle of the view tests.
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   if [ "${#missing[@]}" -gt 0 ]; then
     section "installing system packages: ${missing[*]}"
     as_root apt-get update -qq

@@ -5,6 +5,7 @@
 mod support;
 
 mod concurrency;
+mod oracle;
 mod persistence;
 mod psql;
 mod python;

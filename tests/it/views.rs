@@ -7,6 +7,7 @@
 
 use tokio_postgres::Client;
 
+use crate::oracle::{Postgres, normalize};
 use crate::support::{Server, rows};
 
 /// xorshift64*: small, seeded, reproducible.
@@ -62,20 +63,54 @@ fn sorted(mut r: Vec<Vec<String>>) -> Vec<Vec<String>> {
     r
 }
 
-async fn compare_all(c: &Client, seed: u64, step: usize) {
+fn normalized(r: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    sorted(
+        r.into_iter()
+            .map(|row| row.iter().map(|v| normalize(v)).collect())
+            .collect(),
+    )
+}
+
+fn diff(
+    seed: u64,
+    step: usize,
+    name: &str,
+    oracle: &str,
+    view: &[Vec<String>],
+    want: &[Vec<String>],
+) {
+    if view != want {
+        let missing: Vec<_> = want.iter().filter(|r| !view.contains(r)).collect();
+        let extra: Vec<_> = view.iter().filter(|r| !want.contains(r)).collect();
+        panic!(
+            "seed {seed}, step {step}: view {name} differs from its query run by {oracle}\n\
+             missing from the view: {missing:?}\nextra in the view: {extra:?}"
+        );
+    }
+}
+
+/// Compares every view with its query run as a batch query by DataFusion
+/// (the same server, over the base table) and by PostgreSQL (the oracle,
+/// fed the same statements).
+async fn compare_all(c: &Client, pg: &Client, seed: u64, step: usize) {
     c.batch_execute("FLUSH").await.unwrap();
     for (name, query) in VIEWS {
         let view = sorted(rows(c, &format!("SELECT * FROM {name}")).await);
         let batch = sorted(rows(c, query).await);
-        if view != batch {
-            let missing: Vec<_> = batch.iter().filter(|r| !view.contains(r)).collect();
-            let extra: Vec<_> = view.iter().filter(|r| !batch.contains(r)).collect();
-            panic!(
-                "seed {seed}, step {step}: view {name} differs from its query\n\
-                 missing from the view: {missing:?}\nextra in the view: {extra:?}"
-            );
-        }
+        diff(seed, step, name, "DataFusion", &view, &batch);
+        let oracle = normalized(rows(pg, query).await);
+        diff(seed, step, name, "PostgreSQL", &normalized(view), &oracle);
     }
+}
+
+/// Runs a statement on streamlake and on the PostgreSQL oracle.
+async fn both(c: &Client, pg: &Client, sql: &str, seed: u64, step: usize) {
+    c.batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}, step {step}: {sql}: {e}"));
+    pg.batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}, step {step}: postgres: {sql}: {e}"));
 }
 
 fn value_row(rng: &mut Rng, id: i64) -> String {
@@ -96,15 +131,21 @@ fn value_row(rng: &mut Rng, id: i64) -> String {
     format!("({id}, '{grp}', {cat}, {amount}, {price}, {note})")
 }
 
-async fn run_seed(seed: u64) {
+async fn run_seed(seed: u64, pg: &Client) {
     let mut server = Server::start();
     let c = server.client().await;
-    c.batch_execute(
+    pg.batch_execute("DROP TABLE IF EXISTS items")
+        .await
+        .unwrap();
+    both(
+        &c,
+        pg,
         "CREATE TABLE items (id BIGINT PRIMARY KEY, grp TEXT, cat INT, amount BIGINT, \
          price DOUBLE PRECISION, note TEXT)",
+        seed,
+        0,
     )
-    .await
-    .unwrap();
+    .await;
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut next_id = 0i64;
     // Some rows before the views exist: they are backfilled.
@@ -114,15 +155,20 @@ async fn run_seed(seed: u64) {
             value_row(&mut rng, next_id)
         })
         .collect();
-    c.batch_execute(&format!("INSERT INTO items VALUES {}", initial.join(",")))
-        .await
-        .unwrap();
+    both(
+        &c,
+        pg,
+        &format!("INSERT INTO items VALUES {}", initial.join(",")),
+        seed,
+        0,
+    )
+    .await;
     for (name, query) in VIEWS {
         c.batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {query}"))
             .await
             .unwrap_or_else(|e| panic!("create {name}: {e}"));
     }
-    compare_all(&c, seed, 0).await;
+    compare_all(&c, pg, seed, 0).await;
     for step in 1..=40 {
         let sql = match rng.below(8) {
             0 | 1 => {
@@ -180,36 +226,33 @@ async fn run_seed(seed: u64) {
                 }
             }
         };
-        c.batch_execute(&sql)
-            .await
-            .unwrap_or_else(|e| panic!("seed {seed}, step {step}: {sql}: {e}"));
+        both(&c, pg, &sql, seed, step).await;
         if step % 4 == 0 {
-            compare_all(&c, seed, step).await;
+            compare_all(&c, pg, seed, step).await;
         }
     }
-    compare_all(&c, seed, 41).await;
+    compare_all(&c, pg, seed, 41).await;
     // After a clean restart every view is back and keeps being maintained.
     drop(c);
     server.stop();
     server.restart();
     let c = server.client().await;
-    compare_all(&c, seed, 42).await;
-    c.batch_execute(&format!(
+    compare_all(&c, pg, seed, 42).await;
+    let sql = format!(
         "INSERT INTO items VALUES {}",
         value_row(&mut rng, 1_000_000)
-    ))
-    .await
-    .unwrap();
-    c.batch_execute("DELETE FROM items WHERE id % 3 = 0")
-        .await
-        .unwrap();
-    compare_all(&c, seed, 43).await;
+    );
+    both(&c, pg, &sql, seed, 43).await;
+    both(&c, pg, "DELETE FROM items WHERE id % 3 = 0", seed, 43).await;
+    compare_all(&c, pg, seed, 43).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_equal_their_queries_under_random_changes() {
+    let postgres = Postgres::start();
+    let pg = postgres.client().await;
     for seed in [1, 7, 42] {
-        run_seed(seed).await;
+        run_seed(seed, &pg).await;
     }
 }
 
