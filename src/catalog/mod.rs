@@ -50,6 +50,19 @@ impl LakeSchema {
         names
     }
 
+    pub fn view(&self, name: &str) -> Option<Arc<ViewTable>> {
+        self.views.read().expect("schema lock").get(name).cloned()
+    }
+
+    pub fn all_tables(&self) -> Vec<LakeTable> {
+        self.tables
+            .read()
+            .expect("schema lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
     pub fn is_view(&self, name: &str) -> bool {
         self.views.read().expect("schema lock").contains_key(name)
     }

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 use crate::sql::view_plan;
 use crate::storage::table::LakeTable;
-use crate::stream::message::{Barrier, BarrierAck, Epoch};
+use crate::stream::message::{Barrier, Epoch, EpochToken};
 use crate::stream::ops::materialize::MaterializeOperator;
 use crate::stream::view::{ViewContents, ViewTable, ViewTask};
 
@@ -27,7 +27,8 @@ pub const EPOCH_PROPERTY: &str = "streamlake.epoch";
 
 /// The runtime side of one view.
 pub struct ViewEntry {
-    pub source: String,
+    /// The tables or views it reads.
+    pub inputs: Vec<String>,
     pub storage: LakeTable,
     pub task: JoinHandle<()>,
 }
@@ -55,11 +56,7 @@ impl super::Lake {
         // name them as the user wrote them.
         view_plan::refuse_distinct_aggregates(df.logical_plan())?;
         let plan = df.into_optimized_plan()?;
-        let is_view = |n: &str| self.public.is_view(n);
-        let lowered = view_plan::lower(&ctx.state(), &plan, &is_view)?;
-        let source = self
-            .table(&lowered.source)
-            .ok_or_else(|| Error::UndefinedTable(lowered.source.clone()))?;
+        let lowered = view_plan::lower(&ctx.state(), &plan)?;
 
         let storage = match existing {
             Some(t) => t,
@@ -72,15 +69,32 @@ impl super::Lake {
                 LakeTable::new(self.warehouse.clone(), table)?
             }
         };
-        // Subscribe first, under the base table's writer lock: the snapshot
-        // and the feed meet exactly, nothing is missed or counted twice.
-        let (snapshot, rx) = source.subscribe().await;
-        let backfill = source.snapshot_chunks(&snapshot).await?;
+        // Subscribe to each input: its rows now and its changes from exactly
+        // that point (tables under their writer lock, views inside their
+        // task), so nothing is missed or counted twice.
+        let mut backfills = Vec::new();
+        let mut feeds = Vec::new();
+        for input in &lowered.inputs {
+            if let Some(view) = self.public.view(input) {
+                let (rows, rx) = view.subscribe().await?;
+                backfills.push(rows);
+                feeds.push(rx);
+            } else if let Some(table) = self.table(input) {
+                let (snapshot, rx) = table.subscribe().await;
+                backfills.push(table.snapshot_chunks(&snapshot).await?);
+                feeds.push(rx);
+            } else {
+                return Err(Error::UndefinedTable(input.clone()));
+            }
+        }
         let contents = ViewContents::new(lowered.schema.clone());
         let persist_to = storage.clone();
+        let (control_tx, control_rx) = tokio::sync::mpsc::channel(4);
         let task = ViewTask {
             name: name.to_string(),
-            ops: lowered.operators,
+            branches: lowered.branches,
+            join: lowered.join,
+            post: lowered.post,
             materialize: MaterializeOperator::try_new(lowered.schema.clone())?,
             contents: contents.clone(),
             persist: Box::new(move |epoch: Epoch, batch| {
@@ -90,55 +104,91 @@ impl super::Lake {
                     t.replace_all(batch, props).await
                 })
             }),
+            control: control_rx,
+            downstream: Vec::new(),
         };
-        let handle = tokio::spawn(task.run(backfill, rx));
+        let handle = tokio::spawn(task.run(backfills, feeds));
         self.public.add_view(
             name.to_string(),
             Arc::new(ViewTable {
                 name: name.to_string(),
                 definition: query.to_string(),
                 contents,
+                control: control_tx,
             }),
         );
         self.views.lock().expect("views lock").insert(
             name.to_string(),
             ViewEntry {
-                source: lowered.source.clone(),
+                inputs: lowered.inputs.clone(),
                 storage,
                 task: handle,
             },
         );
         drop(_guard);
-        tracing::info!(view = %name, source = %lowered.source, "materialized view created");
+        tracing::info!(view = %name, inputs = ?lowered.inputs, "materialized view created");
         self.flush().await?;
         Ok(true)
     }
 
-    /// Drops a view; returns false if it did not exist and `if_exists`.
-    pub async fn drop_view(&self, name: &str, if_exists: bool) -> Result<bool> {
+    /// Drops a view (and, with `cascade`, the views that read it); returns
+    /// false if it did not exist and `if_exists`.
+    pub async fn drop_view(&self, name: &str, if_exists: bool, cascade: bool) -> Result<bool> {
         let _guard = self.ddl.lock().await;
-        let entry = self.views.lock().expect("views lock").remove(name);
-        let Some(entry) = entry else {
+        if !self.views.lock().expect("views lock").contains_key(name) {
             if if_exists {
                 return Ok(false);
             }
             return Err(Error::UndefinedTable(name.to_string()));
+        }
+        let dependents = self.dependents(name);
+        if !dependents.is_empty() && !cascade {
+            return Err(Error::DependentObjects {
+                what: format!("materialized view {name}"),
+                detail: format!(
+                    "materialized view {} depends on materialized view {name}",
+                    dependents.join(", ")
+                ),
+            });
+        }
+        // Dependents first, deepest first.
+        let mut order = Vec::new();
+        self.collect_dependents(name, &mut order);
+        order.push(name.to_string());
+        for view in order {
+            self.drop_one_view(&view).await?;
+        }
+        Ok(true)
+    }
+
+    fn collect_dependents(&self, name: &str, out: &mut Vec<String>) {
+        for d in self.dependents(name) {
+            self.collect_dependents(&d, out);
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+    }
+
+    async fn drop_one_view(&self, name: &str) -> Result<()> {
+        let Some(entry) = self.views.lock().expect("views lock").remove(name) else {
+            return Ok(());
         };
         entry.task.abort();
         self.public.remove_view(name);
         self.warehouse.drop_table(&entry.storage.ident()).await?;
         tracing::info!(view = %name, "materialized view dropped");
-        Ok(true)
+        Ok(())
     }
 
-    /// Names of the views reading `table`.
-    pub fn dependents(&self, table: &str) -> Vec<String> {
+    /// Names of the views reading `relation` (a table or a view).
+    pub fn dependents(&self, relation: &str) -> Vec<String> {
         let mut v: Vec<String> = self
             .views
             .lock()
             .expect("views lock")
             .iter()
-            .filter(|(_, e)| e.source == table)
+            .filter(|(_, e)| e.inputs.iter().any(|i| i == relation))
             .map(|(n, _)| n.clone())
             .collect();
         v.sort();
@@ -156,45 +206,51 @@ impl super::Lake {
     pub async fn flush(&self) -> Result<Epoch> {
         let _barrier = self.barrier.lock().await;
         let epoch = self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        let sources: Vec<String> = {
-            let views = self.views.lock().expect("views lock");
-            let mut s: Vec<String> = views.values().map(|e| e.source.clone()).collect();
-            s.sort();
-            s.dedup();
-            s
-        };
-        let (ack, mut rx) = BarrierAck::new();
-        let mut expected = 0;
-        for source in sources {
-            if let Some(t) = self.table(&source) {
-                expected += t
-                    .send_barrier(Barrier {
-                        epoch,
-                        ack: Some(ack.clone()),
-                    })
-                    .await;
-            }
+        let (token, mut done) = EpochToken::new();
+        // Every table gets the barrier (those no view reads drop it at
+        // once); views pass it on to the views that read them.
+        for table in self.public.all_tables() {
+            table
+                .send_barrier(Barrier {
+                    epoch,
+                    token: Some(token.clone()),
+                })
+                .await;
         }
-        drop(ack);
-        for _ in 0..expected {
-            if rx.recv().await.is_none() {
-                break;
-            }
-        }
+        drop(token);
+        // Closed when the last copy of the token is dropped.
+        let _ = done.recv().await;
         Ok(epoch)
     }
 
     /// Re-creates the views found in the catalog at start.
     pub async fn restore_views(&self, ctx: &SessionContext) -> Result<()> {
-        let pending = std::mem::take(&mut *self.pending_views.lock().expect("pending lock"));
-        for (name, table) in pending {
-            let Some(sql) = table.properties().get(VIEW_SQL_PROPERTY).cloned() else {
-                continue;
-            };
-            if let Err(e) = self.create_view(&name, &sql, false, ctx, Some(table)).await {
-                tracing::error!(view = %name, error = %e, "could not restore materialized view");
+        let mut pending = std::mem::take(&mut *self.pending_views.lock().expect("pending lock"));
+        // Views over views need their inputs first: retry while progress is made.
+        loop {
+            let mut failed = Vec::new();
+            let before = pending.len();
+            for (name, table) in pending {
+                let Some(sql) = table.properties().get(VIEW_SQL_PROPERTY).cloned() else {
+                    continue;
+                };
+                if let Err(e) = self
+                    .create_view(&name, &sql, false, ctx, Some(table.clone()))
+                    .await
+                {
+                    failed.push((name, table, e));
+                }
             }
+            if failed.is_empty() {
+                return Ok(());
+            }
+            if failed.len() == before {
+                for (name, _, e) in failed {
+                    tracing::error!(view = %name, error = %e, "could not restore materialized view");
+                }
+                return Ok(());
+            }
+            pending = failed.into_iter().map(|(n, t, _)| (n, t)).collect();
         }
-        Ok(())
     }
 }

@@ -79,13 +79,9 @@ impl LakeHook {
             return Err(Error::Internal("not a DROP".into()));
         };
         if *object_type == ObjectType::MaterializedView {
-            if *cascade {
-                // No view reads another view yet, so there is nothing to cascade to.
-                tracing::debug!("DROP MATERIALIZED VIEW … CASCADE with no dependents");
-            }
             for name in names {
                 let (_, view) = ddl::table_name(name)?;
-                self.lake.drop_view(&view, *if_exists).await?;
+                self.lake.drop_view(&view, *if_exists, *cascade).await?;
             }
             return Ok(Response::Execution(Tag::new("DROP MATERIALIZED VIEW")));
         }

@@ -6,9 +6,10 @@
 //! SQLSTATE 0A000 naming the construct, never turned into a view that
 //! drifts from its query.
 //!
-//! Maintained today: one base table, filters, projections, and GROUP BY (or
-//! global) aggregation with count, count(*), sum, avg, min and max, with
-//! HAVING and projections above it.
+//! Maintained today: one or two inputs (tables or other views); filters and
+//! projections; inner, left, right and full equi-joins (inner ones with
+//! extra conditions); GROUP BY (or global) aggregation with count,
+//! count(*), sum, avg, min and max, HAVING, DISTINCT — in any nesting.
 
 use std::sync::Arc;
 
@@ -18,21 +19,46 @@ use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::{Error, Result};
-use crate::stream::operator::Operator;
+use crate::stream::operator::{Operator, TwoInputOperator};
 use crate::stream::ops::filter::FilterOperator;
 use crate::stream::ops::hash_agg::{AggKind, AggSpec, HashAggOperator};
+use crate::stream::ops::hash_join::{HashJoinOperator, JoinKind};
 use crate::stream::ops::project::ProjectOperator;
 
-/// A planned view: the base table it reads and its operators, in order.
+/// A planned view: its inputs (tables or views) and its operators.
 pub struct ViewPlan {
-    /// Name of the base table in schema `public`.
-    pub source: String,
-    pub operators: Vec<Box<dyn Operator>>,
+    /// Names of the inputs in schema `public`: one, or two for a join.
+    pub inputs: Vec<String>,
+    /// One operator chain per input.
+    pub branches: Vec<Vec<Box<dyn Operator>>>,
+    pub join: Option<Box<dyn TwoInputOperator>>,
+    /// Operators after the join (or after the only branch).
+    pub post: Vec<Box<dyn Operator>>,
     /// Output schema of the pipeline (the view's columns).
     pub schema: datafusion::arrow::datatypes::SchemaRef,
-    /// Whether the view only ever grows (no aggregation, so a plain insert
-    /// feed stays insert-only).
-    pub has_aggregation: bool,
+}
+
+/// Where the next operator goes while lowering.
+enum Target {
+    Branch(usize),
+    Post,
+}
+
+struct Builder {
+    inputs: Vec<String>,
+    branches: Vec<Vec<Box<dyn Operator>>>,
+    join: Option<Box<dyn TwoInputOperator>>,
+    post: Vec<Box<dyn Operator>>,
+    target: Target,
+}
+
+impl Builder {
+    fn push(&mut self, op: Box<dyn Operator>) {
+        match self.target {
+            Target::Branch(i) => self.branches[i].push(op),
+            Target::Post => self.post.push(op),
+        }
+    }
 }
 
 fn unsupported(what: impl Into<String>) -> Error {
@@ -82,29 +108,28 @@ pub fn refuse_distinct_aggregates(plan: &LogicalPlan) -> Result<()> {
 }
 
 /// Lowers an optimized logical plan.
-pub fn lower(
-    state: &SessionState,
-    plan: &LogicalPlan,
-    views: &dyn Fn(&str) -> bool,
-) -> Result<ViewPlan> {
-    let mut ops: Vec<Box<dyn Operator>> = Vec::new();
-    let mut has_aggregation = false;
-    let source = lower_into(state, plan, views, &mut ops, &mut has_aggregation)?;
+pub fn lower(state: &SessionState, plan: &LogicalPlan) -> Result<ViewPlan> {
+    let mut b = Builder {
+        inputs: Vec::new(),
+        branches: Vec::new(),
+        join: None,
+        post: Vec::new(),
+        target: Target::Post,
+    };
+    lower_into(state, plan, &mut b)?;
+    if b.inputs.is_empty() {
+        return Err(unsupported("a view without a base table"));
+    }
     Ok(ViewPlan {
-        source,
-        operators: ops,
+        inputs: b.inputs,
+        branches: b.branches,
+        join: b.join,
+        post: b.post,
         schema: Arc::new(plan.schema().as_arrow().clone()),
-        has_aggregation,
     })
 }
 
-fn lower_into(
-    state: &SessionState,
-    plan: &LogicalPlan,
-    views: &dyn Fn(&str) -> bool,
-    ops: &mut Vec<Box<dyn Operator>>,
-    has_aggregation: &mut bool,
-) -> Result<String> {
+fn lower_into(state: &SessionState, plan: &LogicalPlan, b: &mut Builder) -> Result<()> {
     match plan {
         LogicalPlan::TableScan(scan) => {
             let name = scan.table_name.table().to_string();
@@ -113,12 +138,15 @@ fn lower_into(
             {
                 return Err(unsupported(format!("reading {}", scan.table_name)));
             }
-            if views(&name) {
-                return Err(unsupported("a view over another view"));
-            }
             if scan.fetch.is_some() {
                 return Err(unsupported("LIMIT"));
             }
+            if b.join.is_some() || b.inputs.len() >= 2 {
+                return Err(unsupported("a join of more than two inputs"));
+            }
+            b.inputs.push(name);
+            b.branches.push(Vec::new());
+            b.target = Target::Branch(b.branches.len() - 1);
             // The feed carries whole rows; the scan's projection picks columns.
             let source_schema = DFSchema::try_from(scan.source.schema().as_ref().clone())?;
             if !scan.filters.is_empty() {
@@ -129,7 +157,7 @@ fn lower_into(
                     .reduce(Expr::and)
                     .expect("non-empty");
                 let predicate = crate::storage::table::unqualify(predicate)?;
-                ops.push(Box::new(FilterOperator::new(physical(
+                b.push(Box::new(FilterOperator::new(physical(
                     state,
                     &predicate,
                     &source_schema,
@@ -146,121 +174,175 @@ fn lower_into(
                         )) as Arc<dyn PhysicalExpr>
                     })
                     .collect();
-                ops.push(Box::new(ProjectOperator::new(
+                b.push(Box::new(ProjectOperator::new(
                     exprs,
                     Arc::new(scan.projected_schema.as_arrow().clone()),
                 )));
             }
-            Ok(name)
+            Ok(())
         }
         LogicalPlan::Filter(f) => {
-            let source = lower_into(state, &f.input, views, ops, has_aggregation)?;
-            ops.push(Box::new(FilterOperator::new(physical(
+            lower_into(state, &f.input, b)?;
+            b.push(Box::new(FilterOperator::new(physical(
                 state,
                 &f.predicate,
                 f.input.schema(),
             )?)));
-            Ok(source)
+            Ok(())
         }
         LogicalPlan::Projection(p) => {
-            let source = lower_into(state, &p.input, views, ops, has_aggregation)?;
+            lower_into(state, &p.input, b)?;
             let exprs = p
                 .expr
                 .iter()
                 .map(|e| physical(state, e, p.input.schema()))
                 .collect::<Result<Vec<_>>>()?;
-            ops.push(Box::new(ProjectOperator::new(
+            b.push(Box::new(ProjectOperator::new(
                 exprs,
                 Arc::new(p.schema.as_arrow().clone()),
             )));
-            Ok(source)
+            Ok(())
         }
-        LogicalPlan::SubqueryAlias(a) => lower_into(state, &a.input, views, ops, has_aggregation),
+        LogicalPlan::SubqueryAlias(a) => lower_into(state, &a.input, b),
         LogicalPlan::Aggregate(agg) => {
-            let source = lower_into(state, &agg.input, views, ops, has_aggregation)?;
-            if *has_aggregation {
-                return Err(unsupported("aggregation over an aggregation"));
-            }
-            *has_aggregation = true;
-            let input_schema = agg.input.schema();
-            if agg
-                .group_expr
-                .iter()
-                .any(|e| matches!(e, Expr::GroupingSet(_)))
-            {
-                return Err(unsupported("GROUPING SETS, ROLLUP and CUBE"));
-            }
-            let mut group_exprs = Vec::new();
-            let mut group_types = Vec::new();
-            for e in &agg.group_expr {
-                group_exprs.push(physical(state, e, input_schema)?);
-                group_types.push(e.get_type(input_schema)?);
-            }
-            let mut specs = Vec::new();
-            let mut input_types = Vec::new();
-            let out_fields = agg.schema.fields();
-            for (i, e) in agg.aggr_expr.iter().enumerate() {
-                let e = match e {
-                    Expr::Alias(a) => a.expr.as_ref(),
-                    other => other,
-                };
-                let Expr::AggregateFunction(f) = e else {
-                    return Err(unsupported(format!("aggregate expression {e}")));
-                };
-                let name = f.func.name().to_lowercase();
-                let p = &f.params;
-                if p.distinct {
-                    return Err(unsupported(format!("{name}(DISTINCT …)")));
-                }
-                if p.filter.is_some() {
-                    return Err(unsupported(format!("{name}(…) FILTER (WHERE …)")));
-                }
-                if !p.order_by.is_empty() {
-                    return Err(unsupported(format!("{name}(… ORDER BY …)")));
-                }
-                let kind = match (name.as_str(), p.args.as_slice()) {
-                    ("count", []) => AggKind::CountStar,
-                    ("count", [Expr::Literal(v, _)]) if !v.is_null() => AggKind::CountStar,
-                    ("count", [_]) => AggKind::Count,
-                    ("sum", [_]) => AggKind::Sum,
-                    ("avg" | "mean", [_]) => AggKind::Avg,
-                    ("min", [_]) => AggKind::Min,
-                    ("max", [_]) => AggKind::Max,
-                    _ => return Err(unsupported(format!("aggregate {name}"))),
-                };
-                let (input, input_type) = match (kind, p.args.first()) {
-                    (AggKind::CountStar, _) | (_, None) => (None, None),
-                    (_, Some(arg)) => (
-                        Some(physical(state, arg, input_schema)?),
-                        Some(arg.get_type(input_schema)?),
-                    ),
-                };
-                let output_type = out_fields[agg.group_expr.len() + i].data_type().clone();
-                specs.push(AggSpec {
-                    kind,
-                    input,
-                    output_type,
-                });
-                input_types.push(input_type);
-            }
-            ops.push(Box::new(HashAggOperator::try_new(
-                group_exprs,
-                group_types,
-                specs,
-                input_types,
-                Arc::new(agg.schema.as_arrow().clone()),
-            )?));
-            Ok(source)
+            lower_into(state, &agg.input, b)?;
+            b.push(Box::new(lower_aggregate(state, agg)?));
+            Ok(())
         }
-        LogicalPlan::Join(_) => Err(unsupported("a join")),
+        LogicalPlan::Join(join) => {
+            use datafusion::common::{JoinType, NullEquality};
+            let kind = match join.join_type {
+                JoinType::Inner => JoinKind::Inner,
+                JoinType::Left => JoinKind::Left,
+                JoinType::Right => JoinKind::Right,
+                JoinType::Full => JoinKind::Full,
+                other => return Err(unsupported(format!("a {other} join"))),
+            };
+            if join.on.is_empty() {
+                return Err(unsupported("a join without an equality condition"));
+            }
+            if join.filter.is_some() && kind != JoinKind::Inner {
+                return Err(unsupported("an outer join with a non-equality condition"));
+            }
+            if !b.inputs.is_empty() || b.join.is_some() {
+                return Err(unsupported("a join of more than two inputs"));
+            }
+            lower_into(state, &join.left, b)?;
+            lower_into(state, &join.right, b)?;
+            if b.inputs.len() != 2 {
+                return Err(unsupported("a join of more than two inputs"));
+            }
+            let (ls, rs) = (join.left.schema(), join.right.schema());
+            let mut left_keys = Vec::new();
+            let mut right_keys = Vec::new();
+            let mut key_types = Vec::new();
+            for (l, r) in &join.on {
+                left_keys.push(physical(state, l, ls)?);
+                right_keys.push(physical(state, r, rs)?);
+                key_types.push(l.get_type(ls)?);
+            }
+            b.join = Some(Box::new(HashJoinOperator::try_new(
+                kind,
+                join.null_equality == NullEquality::NullEqualsNull,
+                left_keys,
+                right_keys,
+                key_types,
+                &Arc::new(ls.as_arrow().clone()),
+                &Arc::new(rs.as_arrow().clone()),
+                Arc::new(join.schema.as_arrow().clone()),
+            )?));
+            b.target = Target::Post;
+            if let Some(filter) = &join.filter {
+                b.push(Box::new(FilterOperator::new(physical(
+                    state,
+                    filter,
+                    &join.schema,
+                )?)));
+            }
+            Ok(())
+        }
         LogicalPlan::Union(_) => Err(unsupported("UNION")),
         LogicalPlan::Window(_) => Err(unsupported("a window function")),
         LogicalPlan::Sort(_) => Err(unsupported("ORDER BY")),
         LogicalPlan::Limit(_) => Err(unsupported("LIMIT")),
-        LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT")),
+        LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT ON")),
         LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
             Err(unsupported("a view without a base table"))
         }
         other => Err(unsupported(other.display().to_string())),
     }
+}
+
+fn lower_aggregate(
+    state: &SessionState,
+    agg: &datafusion::logical_expr::Aggregate,
+) -> Result<HashAggOperator> {
+    let input_schema = agg.input.schema();
+    if agg
+        .group_expr
+        .iter()
+        .any(|e| matches!(e, Expr::GroupingSet(_)))
+    {
+        return Err(unsupported("GROUPING SETS, ROLLUP and CUBE"));
+    }
+    let mut group_exprs = Vec::new();
+    let mut group_types = Vec::new();
+    for e in &agg.group_expr {
+        group_exprs.push(physical(state, e, input_schema)?);
+        group_types.push(e.get_type(input_schema)?);
+    }
+    let mut specs = Vec::new();
+    let mut input_types = Vec::new();
+    let out_fields = agg.schema.fields();
+    for (i, e) in agg.aggr_expr.iter().enumerate() {
+        let e = match e {
+            Expr::Alias(a) => a.expr.as_ref(),
+            other => other,
+        };
+        let Expr::AggregateFunction(f) = e else {
+            return Err(unsupported(format!("aggregate expression {e}")));
+        };
+        let name = f.func.name().to_lowercase();
+        let p = &f.params;
+        if p.distinct {
+            return Err(unsupported(format!("{name}(DISTINCT …)")));
+        }
+        if p.filter.is_some() {
+            return Err(unsupported(format!("{name}(…) FILTER (WHERE …)")));
+        }
+        if !p.order_by.is_empty() {
+            return Err(unsupported(format!("{name}(… ORDER BY …)")));
+        }
+        let kind = match (name.as_str(), p.args.as_slice()) {
+            ("count", []) => AggKind::CountStar,
+            ("count", [Expr::Literal(v, _)]) if !v.is_null() => AggKind::CountStar,
+            ("count", [_]) => AggKind::Count,
+            ("sum", [_]) => AggKind::Sum,
+            ("avg" | "mean", [_]) => AggKind::Avg,
+            ("min", [_]) => AggKind::Min,
+            ("max", [_]) => AggKind::Max,
+            _ => return Err(unsupported(format!("aggregate {name}"))),
+        };
+        let (input, input_type) = match (kind, p.args.first()) {
+            (AggKind::CountStar, _) | (_, None) => (None, None),
+            (_, Some(arg)) => (
+                Some(physical(state, arg, input_schema)?),
+                Some(arg.get_type(input_schema)?),
+            ),
+        };
+        let output_type = out_fields[agg.group_expr.len() + i].data_type().clone();
+        specs.push(AggSpec {
+            kind,
+            input,
+            output_type,
+        });
+        input_types.push(input_type);
+    }
+    HashAggOperator::try_new(
+        group_exprs,
+        group_types,
+        specs,
+        input_types,
+        Arc::new(agg.schema.as_arrow().clone()),
+    )
 }

@@ -11,27 +11,28 @@ use crate::stream::chunk::Chunk;
 pub type Epoch = u64;
 
 /// Marks that every change before it on this channel belongs to epochs
-/// `<= epoch`. `ack` is told when a view has published that epoch.
+/// `<= epoch`.
 #[derive(Debug, Clone)]
 pub struct Barrier {
     pub epoch: Epoch,
-    pub ack: Option<Arc<BarrierAck>>,
+    /// Every copy of the barrier holds the epoch's token: a view drops its
+    /// copy once it has published the epoch and passed the barrier on to
+    /// the views that read it, so the epoch is complete when the last copy
+    /// is gone.
+    pub token: Option<Arc<EpochToken>>,
 }
 
-/// Collects acknowledgements of one barrier from every view it reached.
+/// Completion of one epoch, seen by whoever injected its barriers.
 #[derive(Debug)]
-pub struct BarrierAck {
-    tx: mpsc::UnboundedSender<Epoch>,
+pub struct EpochToken {
+    _tx: mpsc::Sender<()>,
 }
 
-impl BarrierAck {
-    pub fn new() -> (Arc<BarrierAck>, mpsc::UnboundedReceiver<Epoch>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Arc::new(BarrierAck { tx }), rx)
-    }
-
-    pub fn ack(&self, epoch: Epoch) {
-        let _ = self.tx.send(epoch);
+impl EpochToken {
+    /// A token and the receiver that closes once every copy is dropped.
+    pub fn new() -> (Arc<EpochToken>, mpsc::Receiver<()>) {
+        let (tx, rx) = mpsc::channel(1);
+        (Arc::new(EpochToken { _tx: tx }), rx)
     }
 }
 

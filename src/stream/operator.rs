@@ -25,3 +25,18 @@ pub trait Operator: Send {
         Ok(())
     }
 }
+
+/// Which input of a two-input operator a chunk comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinSide {
+    Left,
+    Right,
+}
+
+/// An operator with two inputs (joins). The runtime aligns barriers, so
+/// `on_barrier` runs once both inputs have finished the epoch.
+pub trait TwoInputOperator: Send {
+    fn name(&self) -> &'static str;
+
+    fn process(&mut self, side: JoinSide, chunk: Chunk, out: &mut Vec<Chunk>) -> Result<()>;
+}

@@ -1,15 +1,19 @@
-//! A materialized view at run time: its task, its published contents, and
-//! the table provider that reads them.
+//! A materialized view at run time: its task, its published contents, the
+//! views that read it, and the table provider that reads it.
 //!
 //! ```text
-//!   feed rx ──▶ Chunk ──▶ operators ──▶ materialize (live multiset)
-//!           └─▶ Barrier(N) ─▶ flush operators ─▶ snapshot ─▶ publish ─▶ persist (Iceberg) ─▶ ack(N)
+//!   input 0 ─▶ branch ops ─┐
+//!                           ├─▶ [join] ─▶ post ops ─▶ materialize ─▶ downstream feeds
+//!   input 1 ─▶ branch ops ─┘                               │
+//!   Barrier(N) on every input (aligned) ─▶ flush ops ─▶ snapshot ─▶ publish ─▶ persist ─▶ forward
 //! ```
 //!
-//! The task first applies the backfill (the base table's rows at the moment
-//! the view subscribed), then follows the feed. Reads never see the live
-//! multiset, only the last published snapshot, so a read is always exactly
-//! the view's contents as of one epoch.
+//! The task first applies the backfill of each input (its rows at the moment
+//! the view subscribed), then follows the inputs. A barrier arriving on one
+//! input blocks that input until the same epoch's barrier arrives on the
+//! others (alignment), so an epoch's output never mixes changes of two
+//! epochs. Reads never see the live multiset, only the last published
+//! snapshot: a read is always exactly the view as of one epoch.
 
 use std::any::Any;
 use std::sync::{Arc, RwLock};
@@ -23,17 +27,25 @@ use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use futures::future::BoxFuture;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::stream::chunk::Chunk;
-use crate::stream::message::{Epoch, Message};
-use crate::stream::operator::Operator;
+use crate::stream::message::{Barrier, Epoch, Message};
+use crate::stream::operator::{JoinSide, Operator, TwoInputOperator};
 use crate::stream::ops::materialize::MaterializeOperator;
 
-/// Called with each new snapshot, before the barrier is acknowledged (the
+/// Called with each new snapshot, before the epoch is passed on (the
 /// view's Iceberg commit).
 pub type Persist = Box<dyn FnMut(Epoch, RecordBatch) -> BoxFuture<'static, Result<()>> + Send>;
+
+/// A subscription: the rows to start from and the changes after them.
+pub type Subscription = (Vec<Chunk>, mpsc::Receiver<Message>);
+
+/// Requests a running view answers between messages.
+pub enum Control {
+    Subscribe(oneshot::Sender<Subscription>),
+}
 
 /// What a view shows: its last published snapshot, or why it stopped.
 #[derive(Debug)]
@@ -66,10 +78,12 @@ impl ViewContents {
         self.published.read().expect("view lock").epoch
     }
 
-    fn publish(&self, epoch: Epoch, batch: RecordBatch) {
+    fn publish(&self, epoch: Epoch, batch: Option<RecordBatch>) {
         let mut p = self.published.write().expect("view lock");
         p.epoch = epoch;
-        p.batch = Some(batch);
+        if batch.is_some() {
+            p.batch = batch;
+        }
     }
 
     fn fail(&self, why: String) {
@@ -98,10 +112,14 @@ fn run_chunks(ops: &mut [Box<dyn Operator>], mut chunks: Vec<Chunk>) -> Result<V
     Ok(chunks)
 }
 
-/// Ends an epoch: each operator flushes, and what it flushes runs through
-/// the operators after it before they flush in turn.
-fn run_barrier(ops: &mut [Box<dyn Operator>], epoch: Epoch) -> Result<Vec<Chunk>> {
-    let mut pending: Vec<Chunk> = Vec::new();
+/// Ends an epoch for a chain, starting with `pending` input: each operator
+/// flushes, and what it flushes runs through the operators after it before
+/// they flush in turn.
+fn run_barrier(
+    ops: &mut [Box<dyn Operator>],
+    mut pending: Vec<Chunk>,
+    epoch: Epoch,
+) -> Result<Vec<Chunk>> {
     for op in ops.iter_mut() {
         let mut out = Vec::new();
         for c in pending {
@@ -116,73 +134,198 @@ fn run_barrier(ops: &mut [Box<dyn Operator>], epoch: Epoch) -> Result<Vec<Chunk>
 /// The running pipeline of one view.
 pub struct ViewTask {
     pub name: String,
-    pub ops: Vec<Box<dyn Operator>>,
+    /// One operator chain per input.
+    pub branches: Vec<Vec<Box<dyn Operator>>>,
+    /// Joins the two branches (present exactly when there are two).
+    pub join: Option<Box<dyn TwoInputOperator>>,
+    /// Operators after the join (or after the only branch).
+    pub post: Vec<Box<dyn Operator>>,
     pub materialize: MaterializeOperator,
     pub contents: Arc<ViewContents>,
     pub persist: Persist,
+    pub control: mpsc::Receiver<Control>,
+    pub downstream: Vec<mpsc::Sender<Message>>,
 }
 
 impl ViewTask {
-    /// Applies the backfill, then follows `rx` until it closes.
-    pub async fn run(mut self, backfill: Vec<Chunk>, mut rx: mpsc::Receiver<Message>) {
-        if let Err(e) = self.step(backfill) {
-            self.stop(e);
-            return;
+    /// Applies the backfills, then follows the inputs until they close.
+    pub async fn run(
+        mut self,
+        backfills: Vec<Vec<Chunk>>,
+        mut inputs: Vec<mpsc::Receiver<Message>>,
+    ) {
+        for (i, backfill) in backfills.into_iter().enumerate() {
+            if let Err(e) = self.input(i, backfill).await {
+                return self.stop(e, inputs).await;
+            }
         }
-        while let Some(msg) = rx.recv().await {
-            let result = match msg {
-                Message::Chunk(c) => self.step(vec![c]),
-                Message::Barrier(b) => {
-                    let r = self.barrier(b.epoch).await;
-                    if let Some(ack) = &b.ack {
-                        ack.ack(b.epoch);
+        let n = inputs.len();
+        let mut held: Vec<Option<Barrier>> = vec![None; n];
+        loop {
+            let event = {
+                let (first, rest) = inputs.split_at_mut(1);
+                tokio::select! {
+                    Some(c) = self.control.recv() => Event::Control(c),
+                    m = first[0].recv(), if held[0].is_none() => Event::Input(0, m),
+                    m = recv_opt(rest.first_mut()), if n > 1 && held[1].is_none() => Event::Input(1, m),
+                }
+            };
+            let (i, msg) = match event {
+                Event::Control(c) => {
+                    if let Err(e) = self.control(c).await {
+                        return self.stop(e, inputs).await;
                     }
-                    r
+                    continue;
+                }
+                Event::Input(i, m) => (i, m),
+            };
+            let Some(msg) = msg else {
+                // An input stopped (an upstream view failed): say so.
+                self.contents
+                    .fail("an input of this view stopped".to_string());
+                return;
+            };
+            let result = match msg {
+                Message::Chunk(c) => self.input(i, vec![c]).await,
+                Message::Barrier(b) => {
+                    held[i] = Some(b);
+                    if held.iter().all(Option::is_some) {
+                        let barrier = held[0].clone().expect("all held");
+                        held.iter_mut().for_each(|h| *h = None);
+                        self.barrier(barrier).await
+                    } else {
+                        Ok(())
+                    }
                 }
             };
             if let Err(e) = result {
-                self.stop(e);
-                // Keep draining so writers and FLUSH never wait on us.
-                while let Some(msg) = rx.recv().await {
-                    if let Message::Barrier(b) = msg
-                        && let Some(ack) = &b.ack
-                    {
-                        ack.ack(b.epoch);
-                    }
-                }
-                return;
+                return self.stop(e, inputs).await;
             }
         }
     }
 
-    fn stop(&self, e: Error) {
+    /// Marks the view failed and keeps draining, so writers and FLUSH never
+    /// wait on it.
+    async fn stop(mut self, e: Error, mut inputs: Vec<mpsc::Receiver<Message>>) {
         tracing::error!(view = %self.name, error = %e, "materialized view stopped");
         self.contents.fail(e.to_string());
+        self.downstream.clear();
+        loop {
+            let (first, rest) = inputs.split_at_mut(1);
+            tokio::select! {
+                Some(Control::Subscribe(reply)) = self.control.recv() => {
+                    let (_tx, rx) = mpsc::channel(1);
+                    let _ = reply.send((Vec::new(), rx));
+                }
+                m = first[0].recv() => if m.is_none() { return },
+                m = recv_opt(rest.first_mut()) => if m.is_none() { return },
+            }
+        }
     }
 
-    fn step(&mut self, chunks: Vec<Chunk>) -> Result<()> {
-        for c in run_chunks(&mut self.ops, chunks)? {
+    async fn control(&mut self, c: Control) -> Result<()> {
+        match c {
+            Control::Subscribe(reply) => {
+                // The live contents and the feed meet at this point of the
+                // changelog: nothing missed, nothing twice.
+                let rows = self.materialize.live_chunk()?;
+                let (tx, rx) = mpsc::channel(16);
+                self.downstream.push(tx);
+                let _ = reply.send((rows.into_iter().collect(), rx));
+                Ok(())
+            }
+        }
+    }
+
+    /// Input `i` changed.
+    async fn input(&mut self, i: usize, chunks: Vec<Chunk>) -> Result<()> {
+        let chunks = run_chunks(&mut self.branches[i], chunks)?;
+        let chunks = match &mut self.join {
+            Some(join) => {
+                let side = if i == 0 {
+                    JoinSide::Left
+                } else {
+                    JoinSide::Right
+                };
+                let mut out = Vec::new();
+                for c in chunks {
+                    join.process(side, c, &mut out)?;
+                }
+                out
+            }
+            None => chunks,
+        };
+        let chunks = run_chunks(&mut self.post, chunks)?;
+        self.emit(chunks).await
+    }
+
+    async fn emit(&mut self, chunks: Vec<Chunk>) -> Result<()> {
+        for c in chunks {
+            if c.is_empty() {
+                continue;
+            }
             self.materialize.apply(&c)?;
+            send_all(&mut self.downstream, Message::Chunk(c)).await;
         }
         Ok(())
     }
 
-    async fn barrier(&mut self, epoch: Epoch) -> Result<()> {
-        for c in run_barrier(&mut self.ops, epoch)? {
-            self.materialize.apply(&c)?;
+    async fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        let epoch = barrier.epoch;
+        let mut joined = Vec::new();
+        for (i, branch) in self.branches.iter_mut().enumerate() {
+            let flushed = run_barrier(branch, Vec::new(), epoch)?;
+            match &mut self.join {
+                Some(join) => {
+                    let side = if i == 0 {
+                        JoinSide::Left
+                    } else {
+                        JoinSide::Right
+                    };
+                    for c in flushed {
+                        join.process(side, c, &mut joined)?;
+                    }
+                }
+                None => joined.extend(flushed),
+            }
         }
+        let out = run_barrier(&mut self.post, joined, epoch)?;
+        self.emit(out).await?;
         if self.materialize.changed() || self.contents.epoch() == 0 {
             let snapshot = self.materialize.snapshot()?;
             (self.persist)(epoch, snapshot.clone()).await?;
-            self.contents.publish(epoch, snapshot);
+            self.contents.publish(epoch, Some(snapshot));
         } else {
-            let p = self.contents.read()?;
-            if let Some(b) = p.into_iter().next() {
-                self.contents.publish(epoch, b);
-            }
+            self.contents.publish(epoch, None);
         }
+        // Pass the epoch on; our copy of its token drops with `barrier`.
+        send_all(&mut self.downstream, Message::Barrier(barrier)).await;
         Ok(())
     }
+}
+
+enum Event {
+    Control(Control),
+    Input(usize, Option<Message>),
+}
+
+/// Receives from an optional input; an absent input never yields.
+async fn recv_opt(rx: Option<&mut mpsc::Receiver<Message>>) -> Option<Message> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends to every downstream view, forgetting the ones that are gone.
+async fn send_all(feeds: &mut Vec<mpsc::Sender<Message>>, msg: Message) {
+    let mut open = Vec::with_capacity(feeds.len());
+    for f in feeds.drain(..) {
+        if f.send(msg.clone()).await.is_ok() {
+            open.push(f);
+        }
+    }
+    *feeds = open;
 }
 
 /// Reads a view: its last published snapshot.
@@ -191,6 +334,21 @@ pub struct ViewTable {
     pub name: String,
     pub definition: String,
     pub contents: Arc<ViewContents>,
+    /// Where downstream views subscribe.
+    pub control: mpsc::Sender<Control>,
+}
+
+impl ViewTable {
+    /// Subscribes a downstream view to this one.
+    pub async fn subscribe(&self) -> Result<Subscription> {
+        let (tx, rx) = oneshot::channel();
+        self.control
+            .send(Control::Subscribe(tx))
+            .await
+            .map_err(|_| Error::Internal(format!("view {} is not running", self.name)))?;
+        rx.await
+            .map_err(|_| Error::Internal(format!("view {} is not running", self.name)))
+    }
 }
 
 #[async_trait]

@@ -56,6 +56,37 @@ const VIEWS: &[(&str, &str)] = &[
         "v_project",
         "SELECT grp, cat, coalesce(note, '-') AS note FROM items",
     ),
+    (
+        "v_join",
+        "SELECT i.id, i.amount, g.label FROM items i JOIN groups_ref g ON i.grp = g.grp",
+    ),
+    (
+        "v_left",
+        "SELECT i.id, g.label, g.weight FROM items i LEFT JOIN groups_ref g ON i.grp = g.grp",
+    ),
+    (
+        "v_full",
+        "SELECT i.id, g.grp AS ref_grp FROM items i FULL JOIN groups_ref g ON i.grp = g.grp",
+    ),
+    (
+        "v_join_agg",
+        "SELECT g.label, count(*) AS n, sum(i.amount) AS s, max(i.amount) AS hi \
+         FROM items i JOIN groups_ref g ON i.grp = g.grp AND i.cat < g.weight GROUP BY g.label",
+    ),
+    (
+        "v_self",
+        "SELECT a.id, b.id AS other FROM items a JOIN items b \
+         ON a.grp = b.grp AND a.cat = b.cat WHERE a.id < b.id",
+    ),
+    // Views on views: silver → gold.
+    (
+        "v_gold",
+        "SELECT grp, n * 2 AS n2, s FROM v_agg WHERE n > 1",
+    ),
+    (
+        "v_gold_join",
+        "SELECT a.grp, a.n, j.n AS labelled FROM v_agg a LEFT JOIN v_join_agg j ON a.grp = j.label",
+    ),
 ];
 
 fn sorted(mut r: Vec<Vec<String>>) -> Vec<Vec<String>> {
@@ -107,7 +138,7 @@ async fn compare_all(c: &Client, pg: &Client, seed: u64, step: usize) {
 async fn both(c: &Client, pg: &Client, sql: &str, seed: u64, step: usize) {
     c.batch_execute(sql)
         .await
-        .unwrap_or_else(|e| panic!("seed {seed}, step {step}: {sql}: {e}"));
+        .unwrap_or_else(|e| panic!("seed {seed}, step {step}: {sql}: {e:?}"));
     pg.batch_execute(sql)
         .await
         .unwrap_or_else(|e| panic!("seed {seed}, step {step}: postgres: {sql}: {e}"));
@@ -134,9 +165,18 @@ fn value_row(rng: &mut Rng, id: i64) -> String {
 async fn run_seed(seed: u64, pg: &Client) {
     let mut server = Server::start();
     let c = server.client().await;
-    pg.batch_execute("DROP TABLE IF EXISTS items")
+    pg.batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
         .await
         .unwrap();
+    both(
+        &c,
+        pg,
+        "CREATE TABLE groups_ref (grp TEXT PRIMARY KEY, label TEXT, weight INT);
+         INSERT INTO groups_ref VALUES ('a', 'alpha', 2), ('b', 'beta', 3), ('e', 'epsilon', 1)",
+        seed,
+        0,
+    )
+    .await;
     both(
         &c,
         pg,
@@ -166,11 +206,15 @@ async fn run_seed(seed: u64, pg: &Client) {
     for (name, query) in VIEWS {
         c.batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {query}"))
             .await
-            .unwrap_or_else(|e| panic!("create {name}: {e}"));
+            .unwrap_or_else(|e| panic!("create {name}: {e:?}"));
+        // The oracle gets a plain view, so views on views resolve there too.
+        pg.batch_execute(&format!("CREATE VIEW {name} AS {query}"))
+            .await
+            .unwrap_or_else(|e| panic!("postgres: create {name}: {e}"));
     }
     compare_all(&c, pg, seed, 0).await;
     for step in 1..=40 {
-        let sql = match rng.below(8) {
+        let sql = match rng.below(10) {
             0 | 1 => {
                 let n = 1 + rng.below(6);
                 let vals: Vec<String> = (0..n)
@@ -210,6 +254,34 @@ async fn run_seed(seed: u64, pg: &Client) {
                 }
             }
             5 => format!("DELETE FROM items WHERE id % 11 = {}", rng.below(11)),
+            // Reference rows come, change and go: join keys appear and vanish.
+            8 => {
+                let grp = ["a", "b", "c", "d", "e"][rng.below(5) as usize];
+                match rng.below(3) {
+                    0 => format!("DELETE FROM groups_ref WHERE grp = '{grp}'"),
+                    1 => format!(
+                        "UPDATE groups_ref SET weight = {}, label = '{}' WHERE grp = '{grp}'",
+                        rng.below(4),
+                        ["alpha", "beta", "gamma"][rng.below(3) as usize]
+                    ),
+                    _ => {
+                        let r = rows(
+                            &c,
+                            &format!("SELECT count(*) FROM groups_ref WHERE grp = '{grp}'"),
+                        )
+                        .await;
+                        if r[0][0] == "0" {
+                            format!(
+                                "INSERT INTO groups_ref VALUES ('{grp}', '{}', {})",
+                                ["alpha", "beta", "gamma", "delta"][rng.below(4) as usize],
+                                rng.below(4)
+                            )
+                        } else {
+                            "DELETE FROM groups_ref WHERE grp = 'zzz'".to_string()
+                        }
+                    }
+                }
+            }
             6 => format!(
                 "UPDATE items SET note = NULL WHERE id % 5 = {}",
                 rng.below(5)

@@ -89,9 +89,19 @@ impl MaterializeOperator {
         self.changed
     }
 
+    /// The live contents as insert changes (a downstream view's backfill).
+    pub fn live_chunk(&self) -> Result<Option<Chunk>> {
+        let batch = self.decode()?;
+        Ok((batch.num_rows() > 0).then(|| Chunk::uniform(batch, crate::stream::chunk::Op::Insert)))
+    }
+
     /// The current contents as one batch.
     pub fn snapshot(&mut self) -> Result<RecordBatch> {
         self.changed = false;
+        self.decode()
+    }
+
+    fn decode(&self) -> Result<RecordBatch> {
         let parser = self.converter.parser();
         let mut encoded = Vec::with_capacity(self.rows.len());
         for (row, &count) in &self.rows {

@@ -2,5 +2,6 @@
 
 pub mod filter;
 pub mod hash_agg;
+pub mod hash_join;
 pub mod materialize;
 pub mod project;

@@ -1,0 +1,251 @@
+//! Hash join of two changelogs: inner, left, right and full outer
+//! equi-joins.
+//!
+//! ```text
+//!   left chunk ──▶ key ──▶ probe right state ──▶ joined rows (± weights)
+//!        │                      └─ no match: left ⋈ NULLs (left/full)
+//!        └──▶ update left state; first/last match of a key flips the
+//!             right rows' NULL-extended output (right/full)
+//!   (and symmetrically for right chunks)
+//! ```
+//!
+//! STATES: per side, the rows of each join key as a counted multiset in
+//! Arrow row format. Work per change is proportional to the matching rows
+//! of the other side, never to either input. SQL equality never matches
+//! NULL keys; with `IS NOT DISTINCT FROM` keys they match each other.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::error::Result;
+use crate::stream::chunk::{Chunk, Op};
+use crate::stream::operator::{JoinSide, TwoInputOperator};
+
+/// Which rows without a match are kept, NULL-extended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    Inner,
+    Left,
+    Right,
+    Full,
+}
+
+impl JoinKind {
+    fn keeps(self, side: JoinSide) -> bool {
+        matches!(
+            (self, side),
+            (JoinKind::Full, _)
+                | (JoinKind::Left, JoinSide::Left)
+                | (JoinKind::Right, JoinSide::Right)
+        )
+    }
+}
+
+type Rows = HashMap<Box<[u8]>, i64>;
+
+struct Side {
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    rows: RowConverter,
+    /// The encoding of an all-NULL row of this side.
+    null_row: Box<[u8]>,
+    state: HashMap<Box<[u8]>, Rows>,
+}
+
+impl Side {
+    fn new(keys: Vec<Arc<dyn PhysicalExpr>>, schema: &SchemaRef) -> Result<Side> {
+        let rows = RowConverter::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )?;
+        let nulls: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| new_null_array(f.data_type(), 1))
+            .collect();
+        let null_row = Box::from(rows.convert_columns(&nulls)?.row(0).as_ref());
+        Ok(Side {
+            keys,
+            rows,
+            null_row,
+            state: HashMap::new(),
+        })
+    }
+}
+
+pub struct HashJoinOperator {
+    kind: JoinKind,
+    nulls_match: bool,
+    key_converter: RowConverter,
+    key_types: Vec<DataType>,
+    left: Side,
+    right: Side,
+    schema: SchemaRef,
+}
+
+/// One output row before decoding: the two sides' encodings and a weight.
+type Pending = (Option<Box<[u8]>>, Option<Box<[u8]>>, i64);
+
+impl HashJoinOperator {
+    #[allow(clippy::too_many_arguments)]
+    pub fn try_new(
+        kind: JoinKind,
+        nulls_match: bool,
+        left_keys: Vec<Arc<dyn PhysicalExpr>>,
+        right_keys: Vec<Arc<dyn PhysicalExpr>>,
+        key_types: Vec<DataType>,
+        left_schema: &SchemaRef,
+        right_schema: &SchemaRef,
+        schema: SchemaRef,
+    ) -> Result<HashJoinOperator> {
+        Ok(HashJoinOperator {
+            kind,
+            nulls_match,
+            key_converter: RowConverter::new(
+                key_types.iter().cloned().map(SortField::new).collect(),
+            )?,
+            key_types,
+            left: Side::new(left_keys, left_schema)?,
+            right: Side::new(right_keys, right_schema)?,
+            schema,
+        })
+    }
+
+    fn decode(&self, pending: Vec<Pending>) -> Result<Option<Chunk>> {
+        let mut lefts = Vec::new();
+        let mut rights = Vec::new();
+        let mut ops = Vec::new();
+        for (l, r, w) in &pending {
+            let op = if *w > 0 { Op::Insert } else { Op::Delete };
+            for _ in 0..w.unsigned_abs() {
+                lefts.push(l.as_deref().unwrap_or(&self.left.null_row));
+                rights.push(r.as_deref().unwrap_or(&self.right.null_row));
+                ops.push(op);
+            }
+        }
+        if ops.is_empty() {
+            return Ok(None);
+        }
+        let lp = self.left.rows.parser();
+        let rp = self.right.rows.parser();
+        let mut columns = self
+            .left
+            .rows
+            .convert_rows(lefts.iter().map(|b| lp.parse(b)))?;
+        columns.extend(
+            self.right
+                .rows
+                .convert_rows(rights.iter().map(|b| rp.parse(b)))?,
+        );
+        let columns = columns
+            .into_iter()
+            .zip(self.schema.fields())
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(c)
+                } else {
+                    cast(&c, f.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Chunk::new(
+            RecordBatch::try_new(self.schema.clone(), columns)?,
+            ops,
+        )))
+    }
+}
+
+impl TwoInputOperator for HashJoinOperator {
+    fn name(&self) -> &'static str {
+        "hash_join"
+    }
+
+    fn process(&mut self, side: JoinSide, chunk: Chunk, out: &mut Vec<Chunk>) -> Result<()> {
+        let batch = &chunk.batch;
+        let n = batch.num_rows();
+        let this_side = match side {
+            JoinSide::Left => &self.left,
+            JoinSide::Right => &self.right,
+        };
+        let keys = this_side
+            .keys
+            .iter()
+            .zip(&self.key_types)
+            .map(|(e, t)| {
+                let a = e.evaluate(batch)?.into_array(n)?;
+                Ok(if a.data_type() == t { a } else { cast(&a, t)? })
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let key_rows = self.key_converter.convert_columns(&keys)?;
+        let rows = this_side.rows.convert_columns(batch.columns())?;
+        let other_side = match side {
+            JoinSide::Left => JoinSide::Right,
+            JoinSide::Right => JoinSide::Left,
+        };
+        let this_keeps = self.kind.keeps(side);
+        let other_keeps = self.kind.keeps(other_side);
+        let pair = |mine: Option<Box<[u8]>>, theirs: Option<Box<[u8]>>, w: i64| match side {
+            JoinSide::Left => (mine, theirs, w),
+            JoinSide::Right => (theirs, mine, w),
+        };
+        let (mine, theirs) = match side {
+            JoinSide::Left => (&mut self.left.state, &self.right.state),
+            JoinSide::Right => (&mut self.right.state, &self.left.state),
+        };
+        let mut pending: Vec<Pending> = Vec::new();
+        for (i, op) in chunk.ops.iter().enumerate().take(n) {
+            let w = op.weight();
+            let row: Box<[u8]> = Box::from(rows.row(i).as_ref());
+            if !self.nulls_match && keys.iter().any(|k| k.is_null(i)) {
+                // NULL never equals anything: no match, ever.
+                if this_keeps {
+                    pending.push(pair(Some(row), None, w));
+                }
+                continue;
+            }
+            let key: Box<[u8]> = Box::from(key_rows.row(i).as_ref());
+            let matches = theirs.get(&key);
+            let other_total: i64 = matches.map_or(0, |m| m.values().sum());
+            if let Some(m) = matches {
+                for (orow, &count) in m {
+                    pending.push(pair(Some(row.clone()), Some(orow.clone()), w * count));
+                }
+            }
+            if this_keeps && other_total == 0 {
+                pending.push(pair(Some(row.clone()), None, w));
+            }
+            let rows_of_key = mine.entry(key).or_default();
+            let before: i64 = rows_of_key.values().sum();
+            let after = before + w;
+            if other_keeps && other_total > 0 && (before == 0) != (after == 0) {
+                // This key's first row appears (the other side's rows stop
+                // being NULL-extended) or its last row goes (they are again).
+                let sign = if after == 0 { 1 } else { -1 };
+                for (orow, &count) in matches.expect("other_total > 0") {
+                    pending.push(pair(None, Some(orow.clone()), sign * count));
+                }
+            }
+            let c = rows_of_key.entry(row.clone()).or_insert(0);
+            *c += w;
+            if *c == 0 {
+                rows_of_key.remove(&row);
+            }
+            if rows_of_key.is_empty() {
+                // State stays proportional to the live rows.
+                mine.remove(key_rows.row(i).as_ref());
+            }
+        }
+        if let Some(c) = self.decode(pending)? {
+            out.push(c);
+        }
+        Ok(())
+    }
+}
