@@ -85,28 +85,6 @@ fn physical(state: &SessionState, expr: &Expr, schema: &DFSchema) -> Result<Arc<
 
 use datafusion::common::tree_node::TreeNode;
 
-/// Refuses `agg(DISTINCT …)` anywhere in the (unoptimized) plan.
-pub fn refuse_distinct_aggregates(plan: &LogicalPlan) -> Result<()> {
-    let mut found: Option<String> = None;
-    plan.apply(|node| {
-        node.apply_expressions(|e| {
-            e.apply(|x| {
-                if let Expr::AggregateFunction(f) = x
-                    && f.params.distinct
-                {
-                    found = Some(format!("{}(DISTINCT …)", f.func.name()));
-                    return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
-                }
-                Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-            })
-        })
-    })?;
-    match found {
-        Some(what) => Err(unsupported(what)),
-        None => Ok(()),
-    }
-}
-
 /// Lowers an optimized logical plan.
 pub fn lower(state: &SessionState, plan: &LogicalPlan) -> Result<ViewPlan> {
     let mut b = Builder {
@@ -321,6 +299,12 @@ fn lower_aggregate(
             ("avg" | "mean", [_]) => AggKind::Avg,
             ("min", [_]) => AggKind::Min,
             ("max", [_]) => AggKind::Max,
+            ("var" | "var_samp" | "variance" | "var_sample", [_]) => AggKind::VarSamp,
+            ("var_pop" | "var_population", [_]) => AggKind::VarPop,
+            ("stddev" | "stddev_samp", [_]) => AggKind::StddevSamp,
+            ("stddev_pop", [_]) => AggKind::StddevPop,
+            ("bool_and", [_]) => AggKind::BoolAnd,
+            ("bool_or", [_]) => AggKind::BoolOr,
             _ => return Err(unsupported(format!("aggregate {name}"))),
         };
         let (input, input_type) = match (kind, p.args.first()) {

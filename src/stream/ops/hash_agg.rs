@@ -42,6 +42,12 @@ pub enum AggKind {
     Avg,
     Min,
     Max,
+    VarSamp,
+    VarPop,
+    StddevSamp,
+    StddevPop,
+    BoolAnd,
+    BoolOr,
 }
 
 /// One aggregate of the node.
@@ -67,6 +73,23 @@ enum Acc {
     },
     /// Counted multiset of row-encoded values.
     Extreme(BTreeMap<Box<[u8]>, i64>),
+    /// Count, sum and sum of squares: exact for integers (i128), so the
+    /// variance after any retractions equals the batch result.
+    MomentsInt {
+        n: i64,
+        sum: i128,
+        sumsq: i128,
+    },
+    MomentsFloat {
+        n: i64,
+        sum: f64,
+        sumsq: f64,
+    },
+    /// Counts of true and false inputs.
+    Bools {
+        t: i64,
+        f: i64,
+    },
 }
 
 struct Group {
@@ -86,6 +109,9 @@ enum Input {
     Float,
     /// min/max: values encoded with this converter.
     Ordered(RowConverter),
+    MomentsInt,
+    MomentsFloat,
+    Bool,
 }
 
 pub struct HashAggOperator {
@@ -122,6 +148,15 @@ impl HashAggOperator {
                     Input::Decimal(*s)
                 }
                 (AggKind::Sum | AggKind::Avg, Some(t)) if t.is_floating() => Input::Float,
+                (
+                    AggKind::VarSamp | AggKind::VarPop | AggKind::StddevSamp | AggKind::StddevPop,
+                    Some(t),
+                ) if t.is_integer() => Input::MomentsInt,
+                (
+                    AggKind::VarSamp | AggKind::VarPop | AggKind::StddevSamp | AggKind::StddevPop,
+                    Some(t),
+                ) if t.is_numeric() => Input::MomentsFloat,
+                (AggKind::BoolAnd | AggKind::BoolOr, Some(DataType::Boolean)) => Input::Bool,
                 (kind, t) => {
                     return Err(Error::FeatureNotSupported(format!(
                         "{kind:?} over {t:?} in a materialized view"
@@ -155,6 +190,17 @@ impl HashAggOperator {
                 Input::Int | Input::Decimal(_) => Acc::SumInt { sum: 0, n: 0 },
                 Input::Float => Acc::SumFloat { sum: 0.0, n: 0 },
                 Input::Ordered(_) => Acc::Extreme(BTreeMap::new()),
+                Input::MomentsInt => Acc::MomentsInt {
+                    n: 0,
+                    sum: 0,
+                    sumsq: 0,
+                },
+                Input::MomentsFloat => Acc::MomentsFloat {
+                    n: 0,
+                    sum: 0.0,
+                    sumsq: 0.0,
+                },
+                Input::Bool => Acc::Bools { t: 0, f: 0 },
             })
             .collect();
         let id = self.groups.len();
@@ -204,6 +250,26 @@ impl HashAggOperator {
                     input,
                     &spec.output_type,
                 )?,
+                (kind, Acc::MomentsInt { n, sum, sumsq }) => {
+                    let (n, num) = (*n, *n as i128 * *sumsq - *sum * *sum);
+                    moments(kind, n, num as f64).map_or_else(
+                        || ScalarValue::try_from(&spec.output_type),
+                        |v| Ok(ScalarValue::Float64(Some(v))),
+                    )?
+                }
+                (kind, Acc::MomentsFloat { n, sum, sumsq }) => {
+                    let num = *n as f64 * *sumsq - *sum * *sum;
+                    moments(kind, *n, num).map_or_else(
+                        || ScalarValue::try_from(&spec.output_type),
+                        |v| Ok(ScalarValue::Float64(Some(v))),
+                    )?
+                }
+                (AggKind::BoolAnd, Acc::Bools { t, f }) => {
+                    ScalarValue::Boolean((t + f > 0).then_some(*f == 0))
+                }
+                (AggKind::BoolOr, Acc::Bools { t, f }) => {
+                    ScalarValue::Boolean((t + f > 0).then_some(*t > 0))
+                }
                 _ => return Err(Error::Internal("aggregate state mismatch".into())),
             };
             let v = if v.data_type() == spec.output_type {
@@ -215,6 +281,22 @@ impl HashAggOperator {
         }
         Ok(Some(row))
     }
+}
+
+/// Variance or standard deviation from `n` and `n·Σx² − (Σx)²`; `None`
+/// where SQL says NULL (no rows, or one row for the sample forms).
+fn moments(kind: AggKind, n: i64, numerator: f64) -> Option<f64> {
+    let nf = n as f64;
+    let var = match kind {
+        AggKind::VarSamp | AggKind::StddevSamp if n > 1 => numerator / (nf * (nf - 1.0)),
+        AggKind::VarPop | AggKind::StddevPop if n > 0 => numerator / (nf * nf),
+        _ => return None,
+    };
+    let var = var.max(0.0);
+    Some(match kind {
+        AggKind::StddevSamp | AggKind::StddevPop => var.sqrt(),
+        _ => var,
+    })
 }
 
 fn sum_value(sum: i128, input: &Input, out: &DataType) -> Result<ScalarValue> {
@@ -289,8 +371,12 @@ impl Operator for HashAggOperator {
                 None => None,
             };
             let (arg, enc) = match (input, arr) {
-                (Input::Int, Some(a)) => (Some(cast(&a, &DataType::Int64)?), None),
-                (Input::Float, Some(a)) => (Some(cast(&a, &DataType::Float64)?), None),
+                (Input::Int | Input::MomentsInt, Some(a)) => {
+                    (Some(cast(&a, &DataType::Int64)?), None)
+                }
+                (Input::Float | Input::MomentsFloat, Some(a)) => {
+                    (Some(cast(&a, &DataType::Float64)?), None)
+                }
                 (Input::Ordered(c), Some(a)) => {
                     let enc = c.convert_columns(std::slice::from_ref(&a))?;
                     (Some(a), Some(enc))
@@ -346,6 +432,25 @@ impl Operator for HashAggOperator {
                     Acc::SumFloat { sum, n } => {
                         *sum += arg.as_primitive::<Float64Type>().value(row_idx) * w as f64;
                         *n += w;
+                    }
+                    Acc::MomentsInt { n, sum, sumsq } => {
+                        let v = arg.as_primitive::<Int64Type>().value(row_idx) as i128;
+                        *n += w;
+                        *sum += v * w as i128;
+                        *sumsq += v * v * w as i128;
+                    }
+                    Acc::MomentsFloat { n, sum, sumsq } => {
+                        let v = arg.as_primitive::<Float64Type>().value(row_idx);
+                        *n += w;
+                        *sum += v * w as f64;
+                        *sumsq += v * v * w as f64;
+                    }
+                    Acc::Bools { t, f } => {
+                        if arg.as_boolean().value(row_idx) {
+                            *t += w;
+                        } else {
+                            *f += w;
+                        }
                     }
                     Acc::Extreme(map) => {
                         let enc = encoded[a].as_ref().expect("encoded above");
