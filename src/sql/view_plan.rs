@@ -24,6 +24,7 @@ use crate::stream::ops::filter::FilterOperator;
 use crate::stream::ops::hash_agg::{AggKind, AggSpec, HashAggOperator};
 use crate::stream::ops::hash_join::{HashJoinOperator, JoinKind};
 use crate::stream::ops::project::ProjectOperator;
+use crate::stream::ops::union::UnionOperator;
 
 /// A planned view: its inputs (tables or views) and its operators.
 pub struct ViewPlan {
@@ -239,7 +240,21 @@ fn lower_into(state: &SessionState, plan: &LogicalPlan, b: &mut Builder) -> Resu
             }
             Ok(())
         }
-        LogicalPlan::Union(_) => Err(unsupported("UNION")),
+        LogicalPlan::Union(u) => {
+            if u.inputs.len() != 2 || !b.inputs.is_empty() || b.join.is_some() {
+                return Err(unsupported("a UNION of more than two inputs"));
+            }
+            lower_into(state, &u.inputs[0], b)?;
+            lower_into(state, &u.inputs[1], b)?;
+            if b.inputs.len() != 2 {
+                return Err(unsupported("a UNION of more than two inputs"));
+            }
+            b.join = Some(Box::new(UnionOperator::new(Arc::new(
+                u.schema.as_arrow().clone(),
+            ))));
+            b.target = Target::Post;
+            Ok(())
+        }
         LogicalPlan::Window(_) => Err(unsupported("a window function")),
         LogicalPlan::Sort(_) => Err(unsupported("ORDER BY")),
         LogicalPlan::Limit(_) => Err(unsupported("LIMIT")),

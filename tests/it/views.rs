@@ -87,6 +87,15 @@ const VIEWS: &[(&str, &str)] = &[
         "v_count_distinct",
         "SELECT grp, count(DISTINCT cat) AS cats FROM items GROUP BY grp",
     ),
+    (
+        "v_union",
+        "SELECT grp, amount FROM items WHERE cat = 0 \
+         UNION ALL SELECT grp, weight FROM groups_ref",
+    ),
+    (
+        "v_union_distinct",
+        "SELECT grp FROM items UNION SELECT grp FROM groups_ref",
+    ),
     // Views on views: silver → gold.
     (
         "v_gold",

@@ -5,3 +5,4 @@ pub mod hash_agg;
 pub mod hash_join;
 pub mod materialize;
 pub mod project;
+pub mod union;
