@@ -195,13 +195,20 @@ fn lower_into(state: &SessionState, plan: &LogicalPlan, b: &mut Builder) -> Resu
                 JoinType::Left => JoinKind::Left,
                 JoinType::Right => JoinKind::Right,
                 JoinType::Full => JoinKind::Full,
+                JoinType::LeftSemi => JoinKind::Semi,
+                JoinType::LeftAnti if !join.null_aware => JoinKind::Anti,
+                JoinType::LeftAnti => {
+                    return Err(unsupported("NOT IN over a subquery (use NOT EXISTS)"));
+                }
                 other => return Err(unsupported(format!("a {other} join"))),
             };
             if join.on.is_empty() {
                 return Err(unsupported("a join without an equality condition"));
             }
             if join.filter.is_some() && kind != JoinKind::Inner {
-                return Err(unsupported("an outer join with a non-equality condition"));
+                return Err(unsupported(
+                    "an outer, semi or anti join with a non-equality condition",
+                ));
             }
             if !b.inputs.is_empty() || b.join.is_some() {
                 return Err(unsupported("a join of more than two inputs"));

@@ -96,6 +96,15 @@ const VIEWS: &[(&str, &str)] = &[
         "v_union_distinct",
         "SELECT grp FROM items UNION SELECT grp FROM groups_ref",
     ),
+    (
+        "v_semi",
+        "SELECT id, grp FROM items WHERE grp IN (SELECT grp FROM groups_ref WHERE weight > 1)",
+    ),
+    (
+        "v_anti",
+        "SELECT id, grp FROM items i WHERE NOT EXISTS \
+         (SELECT 1 FROM groups_ref g WHERE g.grp = i.grp)",
+    ),
     // Views on views: silver → gold.
     (
         "v_gold",

@@ -27,16 +27,24 @@ use crate::error::Result;
 use crate::stream::chunk::{Chunk, Op};
 use crate::stream::operator::{JoinSide, TwoInputOperator};
 
-/// Which rows without a match are kept, NULL-extended.
+/// Which rows without a match are kept, NULL-extended; or, for semi and
+/// anti joins, whether a left row is kept while it has a match or while it
+/// has none (its output is the left row alone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinKind {
     Inner,
     Left,
     Right,
     Full,
+    Semi,
+    Anti,
 }
 
 impl JoinKind {
+    fn filters_left(self) -> bool {
+        matches!(self, JoinKind::Semi | JoinKind::Anti)
+    }
+
     fn keeps(self, side: JoinSide) -> bool {
         matches!(
             (self, side),
@@ -163,12 +171,118 @@ impl HashJoinOperator {
     }
 }
 
+impl HashJoinOperator {
+    /// Semi and anti joins: a left row is in the output while its key has
+    /// (semi) or lacks (anti) rows on the right; a right change that takes
+    /// a key's count across zero flips every left row of that key.
+    fn process_semi(&mut self, side: JoinSide, chunk: Chunk, out: &mut Vec<Chunk>) -> Result<()> {
+        let semi = self.kind == JoinKind::Semi;
+        let batch = &chunk.batch;
+        let n = batch.num_rows();
+        let this_side = match side {
+            JoinSide::Left => &self.left,
+            JoinSide::Right => &self.right,
+        };
+        let keys = this_side
+            .keys
+            .iter()
+            .zip(&self.key_types)
+            .map(|(e, t)| {
+                let a = e.evaluate(batch)?.into_array(n)?;
+                Ok(if a.data_type() == t { a } else { cast(&a, t)? })
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let key_rows = self.key_converter.convert_columns(&keys)?;
+        let rows = this_side.rows.convert_columns(batch.columns())?;
+        let mut pending: Vec<Pending> = Vec::new();
+        for (i, op) in chunk.ops.iter().enumerate().take(n) {
+            let w = op.weight();
+            let row: Box<[u8]> = Box::from(rows.row(i).as_ref());
+            let null_key = !self.nulls_match && keys.iter().any(|k| k.is_null(i));
+            match side {
+                JoinSide::Left => {
+                    if null_key {
+                        // Never matches: kept by anti joins only.
+                        if !semi {
+                            pending.push((Some(row), None, w));
+                        }
+                        continue;
+                    }
+                    let key: Box<[u8]> = Box::from(key_rows.row(i).as_ref());
+                    let matched = self
+                        .right
+                        .state
+                        .get(&key)
+                        .is_some_and(|m| m.values().sum::<i64>() > 0);
+                    if matched == semi {
+                        pending.push((Some(row.clone()), None, w));
+                    }
+                    bump(&mut self.left.state, &key, &row, w);
+                }
+                JoinSide::Right => {
+                    if null_key {
+                        continue;
+                    }
+                    let key: Box<[u8]> = Box::from(key_rows.row(i).as_ref());
+                    let before: i64 = self.right.state.get(&key).map_or(0, |m| m.values().sum());
+                    let after = before + w;
+                    if (before == 0) != (after == 0)
+                        && let Some(lefts) = self.left.state.get(&key)
+                    {
+                        // Semi: rows enter when the first match appears;
+                        // anti: they leave.
+                        let entering = (after > 0) == semi;
+                        let sign = if entering { 1 } else { -1 };
+                        for (lrow, &count) in lefts {
+                            pending.push((Some(lrow.clone()), None, sign * count));
+                        }
+                    }
+                    bump(&mut self.right.state, &key, &row, w);
+                }
+            }
+        }
+        if let Some(c) = self.decode(pending)? {
+            out.push(c);
+        }
+        Ok(())
+    }
+}
+
+/// Adds `w` to `row` under `key`, dropping entries that reach zero; it
+/// allocates only for a new key or row.
+fn bump(state: &mut HashMap<Box<[u8]>, Rows>, key: &[u8], row: &[u8], w: i64) {
+    match state.get_mut(key) {
+        Some(rows) => {
+            match rows.get_mut(row) {
+                Some(c) => {
+                    *c += w;
+                    if *c == 0 {
+                        rows.remove(row);
+                    }
+                }
+                None => {
+                    rows.insert(Box::from(row), w);
+                }
+            }
+            if rows.is_empty() {
+                state.remove(key);
+            }
+        }
+        None => {
+            state.insert(Box::from(key), HashMap::from([(Box::from(row), w)]));
+        }
+    }
+}
+
 impl TwoInputOperator for HashJoinOperator {
     fn name(&self) -> &'static str {
         "hash_join"
     }
 
     fn process(&mut self, side: JoinSide, chunk: Chunk, out: &mut Vec<Chunk>) -> Result<()> {
+        if self.kind.filters_left() {
+            return self.process_semi(side, chunk, out);
+        }
         let batch = &chunk.batch;
         let n = batch.num_rows();
         let this_side = match side {
