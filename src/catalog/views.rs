@@ -25,6 +25,28 @@ pub const VIEW_SQL_PROPERTY: &str = "streamlake.view.sql";
 /// Snapshot-summary key recording the epoch a view commit covers.
 pub const EPOCH_PROPERTY: &str = "streamlake.epoch";
 
+/// The view's schema in types Iceberg stores: no unsigned integers (a
+/// row number is stored as a long), plain UTF-8 strings. Each snapshot is
+/// cast to it when committed.
+fn storable(schema: &datafusion::arrow::datatypes::Schema) -> datafusion::arrow::datatypes::Schema {
+    use datafusion::arrow::datatypes::{DataType as D, Field, Schema};
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let t = match f.data_type() {
+                D::UInt8 | D::UInt16 => D::Int32,
+                D::UInt32 | D::UInt64 => D::Int64,
+                D::Utf8View | D::LargeUtf8 => D::Utf8,
+                D::BinaryView | D::LargeBinary => D::Binary,
+                other => other.clone(),
+            };
+            Field::new(f.name(), t, f.is_nullable())
+        })
+        .collect();
+    Schema::new(fields)
+}
+
 /// The runtime side of one view.
 pub struct ViewEntry {
     /// The tables or views it reads.
@@ -60,8 +82,9 @@ impl super::Lake {
         let storage = match existing {
             Some(t) => t,
             None => {
-                let schema =
-                    iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(&lowered.schema)?;
+                let schema = iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(&storable(
+                    &lowered.schema,
+                ))?;
                 let ident = TableIdent::new(NamespaceIdent::new("public".into()), name.to_string());
                 let props = HashMap::from([(VIEW_SQL_PROPERTY.to_string(), query.to_string())]);
                 let table = self.warehouse.create_table(&ident, schema, props).await?;

@@ -24,6 +24,7 @@ use crate::stream::ops::filter::FilterOperator;
 use crate::stream::ops::hash_agg::{AggKind, AggSpec, HashAggOperator};
 use crate::stream::ops::hash_join::{HashJoinOperator, JoinKind};
 use crate::stream::ops::project::ProjectOperator;
+use crate::stream::ops::top_n::TopNOperator;
 use crate::stream::ops::union::UnionOperator;
 
 /// A planned view: its inputs (tables or views) and its operators.
@@ -160,6 +161,28 @@ fn lower_into(state: &SessionState, plan: &LogicalPlan, b: &mut Builder) -> Resu
             }
             Ok(())
         }
+        LogicalPlan::Filter(f) if top_n_pattern(f).is_some() => {
+            let (window, projection, limit) = top_n_pattern(f).expect("checked");
+            lower_into(state, &window.input, b)?;
+            b.push(Box::new(lower_top_n(state, window, limit)?));
+            if let Some(p) = projection {
+                let exprs = p
+                    .expr
+                    .iter()
+                    .map(|e| physical(state, e, p.input.schema()))
+                    .collect::<Result<Vec<_>>>()?;
+                b.push(Box::new(ProjectOperator::new(
+                    exprs,
+                    Arc::new(p.schema.as_arrow().clone()),
+                )));
+            }
+            b.push(Box::new(FilterOperator::new(physical(
+                state,
+                &f.predicate,
+                f.input.schema(),
+            )?)));
+            Ok(())
+        }
         LogicalPlan::Filter(f) => {
             lower_into(state, &f.input, b)?;
             b.push(Box::new(FilterOperator::new(physical(
@@ -262,7 +285,9 @@ fn lower_into(state: &SessionState, plan: &LogicalPlan, b: &mut Builder) -> Resu
             b.target = Target::Post;
             Ok(())
         }
-        LogicalPlan::Window(_) => Err(unsupported("a window function")),
+        LogicalPlan::Window(_) => Err(unsupported(
+            "a window function (other than ROW_NUMBER() filtered to its first N rows)",
+        )),
         LogicalPlan::Sort(_) => Err(unsupported("ORDER BY")),
         LogicalPlan::Limit(_) => Err(unsupported("LIMIT")),
         LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT ON")),
@@ -271,6 +296,116 @@ fn lower_into(state: &SessionState, plan: &LogicalPlan, b: &mut Builder) -> Resu
         }
         other => Err(unsupported(other.display().to_string())),
     }
+}
+
+/// Recognizes `Filter(rn = 1 | rn <= N | rn < N, [Projection,] Window(ROW_NUMBER()))`:
+/// deduplication and top-N per group.
+fn top_n_pattern(
+    f: &datafusion::logical_expr::Filter,
+) -> Option<(
+    &datafusion::logical_expr::Window,
+    Option<&datafusion::logical_expr::Projection>,
+    usize,
+)> {
+    use datafusion::logical_expr::{BinaryExpr, Operator as BinOp, utils::split_conjunction};
+    let (window, projection) = match f.input.as_ref() {
+        LogicalPlan::Window(w) => (w, None),
+        LogicalPlan::Projection(p) => match p.input.as_ref() {
+            LogicalPlan::Window(w) => (w, Some(p)),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    if window.window_expr.len() != 1 {
+        return None;
+    }
+    let Expr::WindowFunction(wf) = window.window_expr[0].clone().unalias() else {
+        return None;
+    };
+    if wf.fun.name() != "row_number" {
+        return None;
+    }
+    // The name of the row number column as the filter sees it.
+    let input_len = window.input.schema().fields().len();
+    let rn_field = window.schema.field(input_len).name().clone();
+    let is_rn = |e: &Expr| -> bool {
+        let Expr::Column(c) = e.clone().unalias() else {
+            return false;
+        };
+        match projection {
+            None => c.name == rn_field,
+            Some(p) => p.expr.iter().enumerate().any(|(i, pe)| {
+                p.schema.field(i).name() == &c.name
+                    && matches!(pe.clone().unalias(), Expr::Column(inner) if inner.name == rn_field)
+            }),
+        }
+    };
+    let literal = |e: &Expr| -> Option<i64> {
+        match e.clone().unalias() {
+            Expr::Literal(v, _) => v.to_string().parse::<i64>().ok(),
+            Expr::Cast(c) => match *c.expr {
+                Expr::Literal(v, _) => v.to_string().parse::<i64>().ok(),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    for conjunct in split_conjunction(&f.predicate) {
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = conjunct else {
+            continue;
+        };
+        if !is_rn(left) {
+            continue;
+        }
+        let Some(n) = literal(right) else { continue };
+        let limit = match op {
+            BinOp::Eq if n == 1 => 1,
+            BinOp::LtEq if n >= 1 => n,
+            BinOp::Lt if n >= 2 => n - 1,
+            _ => continue,
+        };
+        return Some((window, projection, limit as usize));
+    }
+    None
+}
+
+fn lower_top_n(
+    state: &SessionState,
+    window: &datafusion::logical_expr::Window,
+    limit: usize,
+) -> Result<TopNOperator> {
+    use datafusion::arrow::compute::SortOptions;
+    let Expr::WindowFunction(wf) = window.window_expr[0].clone().unalias() else {
+        return Err(Error::Internal("top-N without its window function".into()));
+    };
+    let input_schema = window.input.schema();
+    let mut partition_by = Vec::new();
+    let mut partition_types = Vec::new();
+    for e in &wf.params.partition_by {
+        partition_by.push(physical(state, e, input_schema)?);
+        partition_types.push(e.get_type(input_schema)?);
+    }
+    let mut order_by = Vec::new();
+    let mut order_types = Vec::new();
+    for s in &wf.params.order_by {
+        order_by.push(physical(state, &s.expr, input_schema)?);
+        order_types.push((
+            s.expr.get_type(input_schema)?,
+            SortOptions {
+                descending: !s.asc,
+                nulls_first: s.nulls_first,
+            },
+        ));
+    }
+    TopNOperator::try_new(
+        partition_by,
+        partition_types,
+        order_by,
+        order_types,
+        &Arc::new(input_schema.as_arrow().clone()),
+        limit,
+        Arc::new(window.schema.as_arrow().clone()),
+    )
 }
 
 fn lower_aggregate(

@@ -105,6 +105,18 @@ const VIEWS: &[(&str, &str)] = &[
         "SELECT id, grp FROM items i WHERE NOT EXISTS \
          (SELECT 1 FROM groups_ref g WHERE g.grp = i.grp)",
     ),
+    // Deduplication: the first row per group wins.
+    (
+        "v_dedup",
+        "SELECT id, grp, amount FROM (SELECT *, ROW_NUMBER() OVER \
+         (PARTITION BY grp ORDER BY amount DESC NULLS LAST, id) AS rn FROM items) AS t WHERE rn = 1",
+    ),
+    // Top-N per group, the rank visible.
+    (
+        "v_top3",
+        "SELECT grp, id, rn FROM (SELECT grp, id, ROW_NUMBER() OVER \
+         (PARTITION BY grp ORDER BY price NULLS FIRST, id DESC) AS rn FROM items) AS t WHERE rn <= 3",
+    ),
     // Views on views: silver → gold.
     (
         "v_gold",
