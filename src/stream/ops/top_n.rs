@@ -26,9 +26,12 @@ use crate::stream::chunk::{Chunk, Op};
 use crate::stream::message::Epoch;
 use crate::stream::operator::Operator;
 
+/// A row's place in its partition: (encoded sort key, encoded row).
+type Ranked = (Box<[u8]>, Box<[u8]>);
+
 #[derive(Default)]
 struct Partition {
-    rows: BTreeMap<(Box<[u8]>, Box<[u8]>), i64>,
+    rows: BTreeMap<Ranked, i64>,
     /// Rows emitted at the last barrier, in rank order.
     emitted: Vec<Box<[u8]>>,
     dirty: bool,
