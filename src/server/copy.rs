@@ -24,9 +24,9 @@ use datafusion::sql::sqlparser::ast::{
     CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Statement,
 };
 use futures::{Sink, SinkExt, StreamExt};
-use pgwire::api::ClientInfo;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::results::{CopyResponse, Response, Tag};
+use pgwire::api::{ClientInfo, PgWireConnectionState};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
@@ -460,6 +460,13 @@ impl CopyHandler for LakeCopyHandler {
                 Tag::new("COPY").with_rows(rows as usize).into(),
             ))
             .await?;
+        // A COPY started with the extended protocol (tokio-postgres does)
+        // ends with the client's Sync; pgwire leaves the connection in the
+        // copy state, where that Sync would be ignored and the client would
+        // wait forever for ReadyForQuery.
+        if matches!(client.state(), PgWireConnectionState::CopyInProgress(true)) {
+            client.set_state(PgWireConnectionState::ReadyForQuery);
+        }
         Ok(())
     }
 

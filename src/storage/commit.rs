@@ -19,6 +19,7 @@
 //! having to understand delete files.
 
 use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
 
 use iceberg::spec::{
     DataFile, DataFileFormat, FormatVersion, MAIN_BRANCH, ManifestFile, ManifestListWriter,
@@ -241,11 +242,19 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
                 SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None)),
             )?
             .build()?;
-    let old = std::str::FromStr::from_str(&old_location).map(|l: MetadataLocation| l);
-    let new_location = match old {
-        Ok(l) => l.with_new_metadata(&built.metadata),
-        Err(_) => MetadataLocation::new_with_metadata(location, &built.metadata),
+    // Every commit writes a new metadata file (next version, new UUID) and
+    // never touches the current one: the CAS below is the only switch.
+    let new_location = match MetadataLocation::from_str(&old_location) {
+        Ok(l) => l.with_next_version().with_new_metadata(&built.metadata),
+        Err(_) => {
+            return Err(Error::Internal(format!(
+                "unexpected metadata location {old_location}"
+            )));
+        }
     };
+    if new_location.to_string() == old_location {
+        return Err(Error::Internal("metadata location did not advance".into()));
+    }
     built.metadata.write_to(file_io, &new_location).await?;
     warehouse
         .swap_metadata_location(table.identifier(), &old_location, &new_location.to_string())

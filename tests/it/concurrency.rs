@@ -75,3 +75,39 @@ async fn many_small_inserts_are_compacted() {
         data_dir.display()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_in_with_tokio_postgres_then_more_statements() {
+    use futures::SinkExt;
+    let server = Server::start();
+    let c = server.client().await;
+    c.batch_execute("CREATE TABLE loaded (id BIGINT, g INT, x BIGINT)")
+        .await
+        .unwrap();
+    let sink = c.copy_in("COPY loaded FROM STDIN").await.unwrap();
+    futures::pin_mut!(sink);
+    let mut buf = String::new();
+    for i in 0..200_000 {
+        buf.push_str(&format!("{i}\t{}\t{}\n", i % 100, i % 7));
+        if buf.len() > 1 << 16 {
+            sink.send(bytes::Bytes::from(std::mem::take(&mut buf)))
+                .await
+                .unwrap();
+        }
+    }
+    sink.send(bytes::Bytes::from(buf)).await.unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 200_000);
+    let next = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        c.batch_execute(
+            "CREATE TABLE after_copy (id BIGINT); INSERT INTO after_copy VALUES (1), (2)",
+        ),
+    )
+    .await
+    .expect("statement after COPY hung");
+    next.unwrap();
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM loaded").await,
+        vec![vec!["200000"]]
+    );
+}

@@ -104,3 +104,26 @@ async fn no_acknowledged_row_is_lost_over_kill_9() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_commit_writes_a_new_metadata_file() {
+    let server = Server::start();
+    let c = server.client().await;
+    c.batch_execute("CREATE TABLE m (x INT); INSERT INTO m VALUES (1); INSERT INTO m VALUES (2); DELETE FROM m WHERE x = 1;")
+        .await
+        .unwrap();
+    let dir = server.warehouse_dir().join("public/m/metadata");
+    let mut versions: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".metadata.json"))
+        .collect();
+    versions.sort();
+    // create + three commits: four files, versions 0..=3, none overwritten.
+    assert_eq!(versions.len(), 4, "{versions:?}");
+    for (i, v) in versions.iter().enumerate() {
+        assert!(v.starts_with(&format!("{i:05}-")), "{versions:?}");
+    }
+    assert_eq!(rows(&c, "SELECT x FROM m").await, vec![vec!["2"]]);
+}
