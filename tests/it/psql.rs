@@ -76,10 +76,24 @@ async fn backslash_commands_work() {
         d_plus.contains("numeric") && d_plus.contains("amount"),
         "{d_plus}"
     );
+    c.batch_execute(
+        "CREATE MATERIALIZED VIEW spend AS SELECT customer, sum(amount) AS total FROM orders GROUP BY customer",
+    )
+    .await
+    .unwrap();
     let dv = psql(&server, "\\dv");
-    assert!(!dv.contains("customers"), "{dv}");
+    assert!(!dv.contains("customers") && !dv.contains("spend"), "{dv}");
     let dm = psql(&server, "\\dm");
+    assert!(
+        dm.contains("spend") && dm.contains("materialized view"),
+        "{dm}"
+    );
     assert!(!dm.contains("customers"), "{dm}");
+    let d_view = psql(&server, "\\d spend");
+    assert!(
+        d_view.contains("Materialized view \"public.spend\""),
+        "{d_view}"
+    );
     psql(&server, "\\df");
     let conninfo = psql(&server, "\\conninfo");
     assert!(conninfo.contains("database \"dev\""), "{conninfo}");

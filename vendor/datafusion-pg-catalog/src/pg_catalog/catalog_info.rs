@@ -100,7 +100,9 @@ impl CatalogInfo for Arc<dyn CatalogProviderList> {
 pub fn table_type_to_string(tt: &TableType) -> String {
     match tt {
         TableType::Base => "r".to_string(),
-        TableType::View => "v".to_string(),
+        // streamlake patch: every view streamlake serves is a materialized
+        // view, which PostgreSQL lists with relkind 'm' (psql's \dm).
+        TableType::View => "m".to_string(),
         TableType::Temporary => "r".to_string(),
     }
 }
