@@ -118,6 +118,8 @@ const SHOW_VIEWS: &str = "SELECT table_name AS name FROM information_schema.tabl
 enum Special {
     Flush,
     ShowViews,
+    /// SHOW CREATE MATERIALIZED VIEW name (folded like an identifier).
+    ShowCreate(String),
 }
 
 fn special(query: &str) -> Option<Special> {
@@ -135,6 +137,19 @@ fn special(query: &str) -> Option<Special> {
     {
         ["flush"] => Some(Special::Flush),
         ["show", "materialized", "views"] => Some(Special::ShowViews),
+        ["show", "create", "materialized", "view", _] => {
+            let raw = query
+                .trim()
+                .trim_end_matches(';')
+                .split_whitespace()
+                .last()
+                .unwrap_or_default();
+            let name = match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+                Some(quoted) => quoted.to_string(),
+                None => raw.to_lowercase(),
+            };
+            Some(Special::ShowCreate(name))
+        }
         _ => None,
     }
 }
@@ -183,11 +198,38 @@ impl FrontDoor {
         let inner = ExtendedQueryHandler::query_parser(session.as_ref());
         FrontDoor {
             session,
-            parser: Arc::new(MendingParser { inner }),
+            parser: Arc::new(MendingParser {
+                inner,
+                lake: lake.clone(),
+            }),
             lake,
         }
     }
 
+    fn show_create(&self, name: &str) -> PgWireResult<String> {
+        show_create(&self.lake, name)
+    }
+}
+
+/// The query that answers SHOW CREATE MATERIALIZED VIEW.
+fn show_create(lake: &Lake, name: &str) -> PgWireResult<String> {
+    {
+        let Some((_, definition)) = lake.view_definitions().into_iter().find(|(n, _)| n == name)
+        else {
+            return Err(crate::server::errors::to_pg(
+                crate::error::Error::UndefinedTable(name.to_string()),
+            ));
+        };
+        let text = format!("CREATE MATERIALIZED VIEW {name} AS {definition}");
+        Ok(format!(
+            "SELECT '{}' AS \"Name\", '{}' AS \"Create Materialized View\"",
+            name.replace('\'', "''"),
+            text.replace('\'', "''")
+        ))
+    }
+}
+
+impl FrontDoor {
     async fn flush(&self) -> PgWireResult<Response> {
         self.lake
             .flush()
@@ -220,6 +262,12 @@ impl SimpleQueryHandler for FrontDoor {
                 Some(Special::ShowViews) => responses.extend(
                     SimpleQueryHandler::do_query(self.session.as_ref(), client, SHOW_VIEWS).await?,
                 ),
+                Some(Special::ShowCreate(name)) => {
+                    let sql = self.show_create(&name)?;
+                    responses.extend(
+                        SimpleQueryHandler::do_query(self.session.as_ref(), client, &sql).await?,
+                    );
+                }
                 None => {
                     let piece = mend(piece);
                     responses.extend(
@@ -237,6 +285,7 @@ type Statement = <Parser as QueryParser>::Statement;
 /// The extended protocol's parser, with the same mends.
 pub struct MendingParser {
     inner: Arc<Parser>,
+    lake: Arc<Lake>,
 }
 
 #[async_trait]
@@ -257,6 +306,10 @@ impl QueryParser for MendingParser {
             Some(Special::Flush) => return Ok(("FLUSH".to_string(), None)),
             Some(Special::ShowViews) => {
                 return self.inner.parse_sql(client, SHOW_VIEWS, types).await;
+            }
+            Some(Special::ShowCreate(name)) => {
+                let sql = show_create(&self.lake, &name)?;
+                return self.inner.parse_sql(client, &sql, types).await;
             }
             None => {}
         }
