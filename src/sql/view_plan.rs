@@ -288,7 +288,10 @@ fn lower_into(state: &SessionState, plan: &LogicalPlan, b: &mut Builder) -> Resu
         LogicalPlan::Window(_) => Err(unsupported(
             "a window function (other than ROW_NUMBER() filtered to its first N rows)",
         )),
-        LogicalPlan::Sort(_) => Err(unsupported("ORDER BY")),
+        // A view is a set of rows: an ORDER BY without LIMIT changes nothing
+        // (PostgreSQL accepts it in a view definition too).
+        LogicalPlan::Sort(sort) if sort.fetch.is_none() => lower_into(state, &sort.input, b),
+        LogicalPlan::Sort(_) => Err(unsupported("ORDER BY … LIMIT")),
         LogicalPlan::Limit(_) => Err(unsupported("LIMIT")),
         LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT ON")),
         LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
@@ -445,7 +448,8 @@ fn lower_aggregate(
         if p.filter.is_some() {
             return Err(unsupported(format!("{name}(…) FILTER (WHERE …)")));
         }
-        if !p.order_by.is_empty() {
+        let ordered = matches!(name.as_str(), "first_value" | "last_value");
+        if !p.order_by.is_empty() && !ordered {
             return Err(unsupported(format!("{name}(… ORDER BY …)")));
         }
         let kind = match (name.as_str(), p.args.as_slice()) {
@@ -462,6 +466,8 @@ fn lower_aggregate(
             ("stddev_pop", [_]) => AggKind::StddevPop,
             ("bool_and", [_]) => AggKind::BoolAnd,
             ("bool_or", [_]) => AggKind::BoolOr,
+            ("first_value", [_]) if !p.order_by.is_empty() => AggKind::First,
+            ("last_value", [_]) if !p.order_by.is_empty() => AggKind::Last,
             _ => return Err(unsupported(format!("aggregate {name}"))),
         };
         let (input, input_type) = match (kind, p.args.first()) {
@@ -472,10 +478,24 @@ fn lower_aggregate(
             ),
         };
         let output_type = out_fields[agg.group_expr.len() + i].data_type().clone();
+        let mut order_by = Vec::new();
+        for s in &p.order_by {
+            order_by.push((
+                physical(state, &s.expr, input_schema)?,
+                datafusion::arrow::row::SortField::new_with_options(
+                    s.expr.get_type(input_schema)?,
+                    datafusion::arrow::compute::SortOptions {
+                        descending: !s.asc,
+                        nulls_first: s.nulls_first,
+                    },
+                ),
+            ));
+        }
         specs.push(AggSpec {
             kind,
             input,
             output_type,
+            order_by,
         });
         input_types.push(input_type);
     }

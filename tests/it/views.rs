@@ -117,6 +117,11 @@ const VIEWS: &[(&str, &str)] = &[
         "SELECT grp, id, rn FROM (SELECT grp, id, ROW_NUMBER() OVER \
          (PARTITION BY grp ORDER BY price NULLS FIRST, id DESC) AS rn FROM items) AS t WHERE rn <= 3",
     ),
+    // DISTINCT ON keeps the first row per group by the ORDER BY.
+    (
+        "v_distinct_on",
+        "SELECT DISTINCT ON (grp) grp, id, amount FROM items ORDER BY grp, amount DESC NULLS LAST, id",
+    ),
     // Views on views: silver → gold.
     (
         "v_gold",

@@ -48,6 +48,9 @@ pub enum AggKind {
     StddevPop,
     BoolAnd,
     BoolOr,
+    /// first_value/last_value by the aggregate's ORDER BY (DISTINCT ON).
+    First,
+    Last,
 }
 
 /// One aggregate of the node.
@@ -56,7 +59,13 @@ pub struct AggSpec {
     /// The argument; `None` for count(*).
     pub input: Option<Arc<dyn PhysicalExpr>>,
     pub output_type: DataType,
+    /// For first/last: the ordering, as expressions with their sort fields.
+    pub order_by: Vec<(Arc<dyn PhysicalExpr>, SortField)>,
 }
+
+/// A value of first/last with its place in the ORDER BY: (encoded sort
+/// key, encoded value).
+type SortedValue = (Box<[u8]>, Box<[u8]>);
 
 /// Running state of one aggregate in one group.
 enum Acc {
@@ -90,6 +99,8 @@ enum Acc {
         t: i64,
         f: i64,
     },
+    /// Counted multiset of (encoded sort key, encoded value).
+    Ordered(BTreeMap<SortedValue, i64>),
 }
 
 struct Group {
@@ -112,6 +123,8 @@ enum Input {
     MomentsInt,
     MomentsFloat,
     Bool,
+    /// first/last: values and sort keys encoded with these converters.
+    ByOrder(RowConverter, RowConverter),
 }
 
 pub struct HashAggOperator {
@@ -157,6 +170,10 @@ impl HashAggOperator {
                     Some(t),
                 ) if t.is_numeric() => Input::MomentsFloat,
                 (AggKind::BoolAnd | AggKind::BoolOr, Some(DataType::Boolean)) => Input::Bool,
+                (AggKind::First | AggKind::Last, Some(t)) => Input::ByOrder(
+                    RowConverter::new(vec![SortField::new(t.clone())])?,
+                    RowConverter::new(spec.order_by.iter().map(|(_, f)| f.clone()).collect())?,
+                ),
                 (kind, t) => {
                     return Err(Error::FeatureNotSupported(format!(
                         "{kind:?} over {t:?} in a materialized view"
@@ -201,6 +218,7 @@ impl HashAggOperator {
                     sumsq: 0.0,
                 },
                 Input::Bool => Acc::Bools { t: 0, f: 0 },
+                Input::ByOrder(..) => Acc::Ordered(BTreeMap::new()),
             })
             .collect();
         let id = self.groups.len();
@@ -264,6 +282,16 @@ impl HashAggOperator {
                         |v| Ok(ScalarValue::Float64(Some(v))),
                     )?
                 }
+                (AggKind::First, Acc::Ordered(m)) => ordered_value(
+                    m.keys().next().map(|(_, v)| &v[..]),
+                    input,
+                    &spec.output_type,
+                )?,
+                (AggKind::Last, Acc::Ordered(m)) => ordered_value(
+                    m.keys().next_back().map(|(_, v)| &v[..]),
+                    input,
+                    &spec.output_type,
+                )?,
                 (AggKind::BoolAnd, Acc::Bools { t, f }) => {
                     ScalarValue::Boolean((t + f > 0).then_some(*f == 0))
                 }
@@ -281,6 +309,14 @@ impl HashAggOperator {
         }
         Ok(Some(row))
     }
+}
+
+fn ordered_value(value: Option<&[u8]>, input: &Input, out: &DataType) -> Result<ScalarValue> {
+    let (Some(value), Input::ByOrder(conv, _)) = (value, input) else {
+        return Ok(ScalarValue::try_from(out)?);
+    };
+    let arrays = conv.convert_rows(std::iter::once(conv.parser().parse(value)))?;
+    Ok(ScalarValue::try_from_array(&arrays[0], 0)?)
 }
 
 /// Variance or standard deviation from `n` and `n·Σx² − (Σx)²`; `None`
@@ -337,6 +373,12 @@ fn extreme(key: Option<&[u8]>, input: &Input, out: &DataType) -> Result<ScalarVa
     Ok(ScalarValue::try_from_array(&arrays[0], 0)?)
 }
 
+/// The index the next pushed argument will have.
+fn a_index(args: &[Option<ArrayRef>]) -> usize {
+    // Called before the current aggregate's argument is pushed.
+    args.len()
+}
+
 fn evaluate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ArrayRef> {
     Ok(expr.evaluate(batch)?.into_array(batch.num_rows())?)
 }
@@ -365,6 +407,8 @@ impl Operator for HashAggOperator {
         let mut args: Vec<Option<ArrayRef>> = Vec::with_capacity(self.aggs.len());
         let mut encoded: Vec<Option<datafusion::arrow::row::Rows>> =
             Vec::with_capacity(self.aggs.len());
+        // (aggregate index, encoded sort keys) for first/last.
+        let mut order_keys: Vec<(usize, datafusion::arrow::row::Rows)> = Vec::new();
         for (spec, input) in self.aggs.iter().zip(&self.inputs) {
             let arr = match &spec.input {
                 Some(e) => Some(evaluate(e, batch)?),
@@ -379,6 +423,16 @@ impl Operator for HashAggOperator {
                 }
                 (Input::Ordered(c), Some(a)) => {
                     let enc = c.convert_columns(std::slice::from_ref(&a))?;
+                    (Some(a), Some(enc))
+                }
+                (Input::ByOrder(values, orders), Some(a)) => {
+                    let keys = spec
+                        .order_by
+                        .iter()
+                        .map(|(e, _)| evaluate(e, batch))
+                        .collect::<Result<Vec<_>>>()?;
+                    order_keys.push((a_index(&args), orders.convert_columns(&keys)?));
+                    let enc = values.convert_columns(std::slice::from_ref(&a))?;
                     (Some(a), Some(enc))
                 }
                 (_, a) => (a, None),
@@ -450,6 +504,23 @@ impl Operator for HashAggOperator {
                             *t += w;
                         } else {
                             *f += w;
+                        }
+                    }
+                    Acc::Ordered(map) => {
+                        let enc = encoded[a].as_ref().expect("encoded above");
+                        let keys = &order_keys
+                            .iter()
+                            .find(|(i, _)| *i == a)
+                            .expect("sort keys encoded above")
+                            .1;
+                        let k = (
+                            Box::<[u8]>::from(keys.row(row_idx).as_ref()),
+                            Box::<[u8]>::from(enc.row(row_idx).as_ref()),
+                        );
+                        let c = map.entry(k.clone()).or_insert(0);
+                        *c += w;
+                        if *c == 0 {
+                            map.remove(&k);
                         }
                     }
                     Acc::Extreme(map) => {
