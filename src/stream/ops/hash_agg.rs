@@ -373,12 +373,6 @@ fn extreme(key: Option<&[u8]>, input: &Input, out: &DataType) -> Result<ScalarVa
     Ok(ScalarValue::try_from_array(&arrays[0], 0)?)
 }
 
-/// The index the next pushed argument will have.
-fn a_index(args: &[Option<ArrayRef>]) -> usize {
-    // Called before the current aggregate's argument is pushed.
-    args.len()
-}
-
 fn evaluate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ArrayRef> {
     Ok(expr.evaluate(batch)?.into_array(batch.num_rows())?)
 }
@@ -409,7 +403,7 @@ impl Operator for HashAggOperator {
             Vec::with_capacity(self.aggs.len());
         // (aggregate index, encoded sort keys) for first/last.
         let mut order_keys: Vec<(usize, datafusion::arrow::row::Rows)> = Vec::new();
-        for (spec, input) in self.aggs.iter().zip(&self.inputs) {
+        for (a, (spec, input)) in self.aggs.iter().zip(&self.inputs).enumerate() {
             let arr = match &spec.input {
                 Some(e) => Some(evaluate(e, batch)?),
                 None => None,
@@ -431,7 +425,7 @@ impl Operator for HashAggOperator {
                         .iter()
                         .map(|(e, _)| evaluate(e, batch))
                         .collect::<Result<Vec<_>>>()?;
-                    order_keys.push((a_index(&args), orders.convert_columns(&keys)?));
+                    order_keys.push((a, orders.convert_columns(&keys)?));
                     let enc = values.convert_columns(std::slice::from_ref(&a))?;
                     (Some(a), Some(enc))
                 }
