@@ -403,7 +403,7 @@ impl Operator for HashAggOperator {
             Vec::with_capacity(self.aggs.len());
         // (aggregate index, encoded sort keys) for first/last.
         let mut order_keys: Vec<(usize, datafusion::arrow::row::Rows)> = Vec::new();
-        for (a, (spec, input)) in self.aggs.iter().zip(&self.inputs).enumerate() {
+        for (agg_idx, (spec, input)) in self.aggs.iter().zip(&self.inputs).enumerate() {
             let arr = match &spec.input {
                 Some(e) => Some(evaluate(e, batch)?),
                 None => None,
@@ -425,7 +425,7 @@ impl Operator for HashAggOperator {
                         .iter()
                         .map(|(e, _)| evaluate(e, batch))
                         .collect::<Result<Vec<_>>>()?;
-                    order_keys.push((a, orders.convert_columns(&keys)?));
+                    order_keys.push((agg_idx, orders.convert_columns(&keys)?));
                     let enc = values.convert_columns(std::slice::from_ref(&a))?;
                     (Some(a), Some(enc))
                 }
