@@ -42,10 +42,16 @@ pub struct Change {
     pub removed: HashSet<String>,
     /// Extra snapshot-summary properties (epoch, offsets, statement kind).
     pub properties: HashMap<String, String>,
+    /// The files are rewritten without changing the table's rows
+    /// (compaction): Iceberg's `replace` operation.
+    pub rewrite_only: bool,
 }
 
 impl Change {
     fn operation(&self) -> Operation {
+        if self.rewrite_only {
+            return Operation::Replace;
+        }
         match (self.added.is_empty(), self.removed.is_empty()) {
             (_, true) => Operation::Append,
             (true, false) => Operation::Delete,

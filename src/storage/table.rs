@@ -403,6 +403,7 @@ impl TableInner {
                 added,
                 removed,
                 properties,
+                rewrite_only: false,
             },
         )
         .await?;
@@ -509,6 +510,7 @@ impl TableInner {
                 "streamlake.statement".into(),
                 if is_update { "update" } else { "delete" }.into(),
             )]),
+            rewrite_only: false,
         };
         match commit::commit(&self.warehouse, &table, change).await {
             Ok(table) => self.publish(table),
@@ -569,6 +571,7 @@ impl TableInner {
             added: writer.finish().await?,
             removed,
             properties: HashMap::from([("streamlake.statement".into(), "compact".into())]),
+            rewrite_only: true,
         };
         let files = small.len();
         let table = commit::commit(&self.warehouse, &table, change).await?;

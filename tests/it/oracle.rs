@@ -31,7 +31,7 @@ fn pg_bin(name: &str) -> PathBuf {
 }
 
 fn as_postgres(bin: PathBuf) -> Command {
-    let is_root = unsafe_geteuid_is_root();
+    let is_root = running_as_root();
     if is_root {
         let mut c = Command::new("runuser");
         c.arg("-u").arg("postgres").arg("--").arg(bin);
@@ -41,7 +41,7 @@ fn as_postgres(bin: PathBuf) -> Command {
     }
 }
 
-fn unsafe_geteuid_is_root() -> bool {
+fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -54,7 +54,7 @@ impl Postgres {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("pg");
         std::fs::create_dir_all(&data).unwrap();
-        if unsafe_geteuid_is_root() {
+        if running_as_root() {
             let ok = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
                 .arg(dir.path())

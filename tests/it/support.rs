@@ -153,7 +153,7 @@ impl Server {
     /// SIGTERM and wait: a clean stop.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            unsafe_kill(child.id(), "TERM");
+            send_signal(child.id(), "TERM");
             let _ = child.wait();
         }
     }
@@ -181,7 +181,7 @@ impl Server {
     }
 }
 
-fn unsafe_kill(pid: u32, signal: &str) {
+fn send_signal(pid: u32, signal: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
