@@ -161,13 +161,18 @@ impl ViewTask {
         }
         let n = inputs.len();
         let mut held: Vec<Option<Barrier>> = vec![None; n];
+        // Messages that arrived on an input while it waited for alignment.
+        // Inputs are always read (never left to fill up): an upstream view
+        // or a table writer blocked on a full channel could otherwise be the
+        // very thing holding back the barrier we wait for.
+        let mut parked: Vec<std::collections::VecDeque<Message>> = vec![Default::default(); n];
         loop {
             let event = {
                 let (first, rest) = inputs.split_at_mut(1);
                 tokio::select! {
                     Some(c) = self.control.recv() => Event::Control(c),
-                    m = first[0].recv(), if held[0].is_none() => Event::Input(0, m),
-                    m = recv_opt(rest.first_mut()), if n > 1 && held[1].is_none() => Event::Input(1, m),
+                    m = first[0].recv() => Event::Input(0, m),
+                    m = recv_opt(rest.first_mut()), if n > 1 => Event::Input(1, m),
                 }
             };
             let (i, msg) = match event {
@@ -185,21 +190,57 @@ impl ViewTask {
                     .fail("an input of this view stopped".to_string());
                 return;
             };
-            let result = match msg {
-                Message::Chunk(c) => self.input(i, vec![c]).await,
-                Message::Barrier(b) => {
-                    held[i] = Some(b);
-                    if held.iter().all(Option::is_some) {
-                        let barrier = held[0].clone().expect("all held");
-                        held.iter_mut().for_each(|h| *h = None);
-                        self.barrier(barrier).await
-                    } else {
-                        Ok(())
+            // Keep each input's order: behind parked messages, park too.
+            let mut result = if held[i].is_some() || !parked[i].is_empty() {
+                parked[i].push_back(msg);
+                Ok(())
+            } else {
+                self.deliver(i, msg, &mut held).await
+            };
+            // Replay parked messages of every input that is free, until
+            // nothing moves (a replayed barrier may complete an epoch and
+            // free the others).
+            loop {
+                let mut progressed = false;
+                for j in 0..n {
+                    while result.is_ok() && held[j].is_none() {
+                        let Some(m) = parked[j].pop_front() else {
+                            break;
+                        };
+                        result = self.deliver(j, m, &mut held).await;
+                        progressed = true;
                     }
                 }
-            };
+                if !progressed || result.is_err() {
+                    break;
+                }
+            }
             if let Err(e) = result {
                 return self.stop(e, inputs).await;
+            }
+        }
+    }
+
+    /// Handles one message of input `i`: a chunk flows through; a barrier
+    /// holds the input until every input has the same barrier, then ends
+    /// the epoch.
+    async fn deliver(
+        &mut self,
+        i: usize,
+        msg: Message,
+        held: &mut [Option<Barrier>],
+    ) -> Result<()> {
+        match msg {
+            Message::Chunk(c) => self.input(i, vec![c]).await,
+            Message::Barrier(b) => {
+                held[i] = Some(b);
+                if held.iter().all(Option::is_some) {
+                    let barrier = held[0].clone().expect("all held");
+                    held.iter_mut().for_each(|h| *h = None);
+                    self.barrier(barrier).await
+                } else {
+                    Ok(())
+                }
             }
         }
     }
