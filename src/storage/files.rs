@@ -108,15 +108,24 @@ pub async fn read_file(
 /// Puts a batch into `schema`, casting a column only where the file's type
 /// differs (e.g. a timezone spelled differently).
 pub fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let columns = batch
-        .columns()
-        .iter()
+    conform_columns(batch.columns().to_vec(), schema)
+}
+
+/// Builds a batch of `schema` from columns by position, casting only the
+/// columns whose type differs. Every operator that decodes or re-types
+/// columns ends here.
+pub fn conform_columns(
+    columns: Vec<datafusion::arrow::array::ArrayRef>,
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
+    let columns = columns
+        .into_iter()
         .zip(schema.fields())
         .map(|(col, field)| {
             if col.data_type() == field.data_type() {
-                Ok(col.clone())
+                Ok(col)
             } else {
-                cast(col, field.data_type())
+                cast(&col, field.data_type())
             }
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -580,18 +580,7 @@ impl Operator for HashAggOperator {
                 ScalarValue::iter_to_array(values)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let columns = columns
-            .into_iter()
-            .zip(self.schema.fields())
-            .map(|(col, f)| {
-                if col.data_type() == f.data_type() {
-                    Ok(col)
-                } else {
-                    cast(&col, f.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        let batch = crate::storage::files::conform_columns(columns, &self.schema)?;
         out.push(Chunk::new(batch, ops));
         Ok(())
     }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::Result;
@@ -55,14 +55,14 @@ impl JoinKind {
     }
 }
 
-type Rows = HashMap<Box<[u8]>, i64>;
+type RowCounts = HashMap<Box<[u8]>, i64>;
 
 struct Side {
     keys: Vec<Arc<dyn PhysicalExpr>>,
     rows: RowConverter,
     /// The encoding of an all-NULL row of this side.
     null_row: Box<[u8]>,
-    state: HashMap<Box<[u8]>, Rows>,
+    state: HashMap<Box<[u8]>, RowCounts>,
 }
 
 impl Side {
@@ -153,36 +153,20 @@ impl HashJoinOperator {
                 .rows
                 .convert_rows(rights.iter().map(|b| rp.parse(b)))?,
         );
-        let columns = columns
-            .into_iter()
-            .zip(self.schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c)
-                } else {
-                    cast(&c, f.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(Chunk::new(
-            RecordBatch::try_new(self.schema.clone(), columns)?,
-            ops,
-        )))
+        let batch = crate::storage::files::conform_columns(columns, &self.schema)?;
+        Ok(Some(Chunk::new(batch, ops)))
     }
 }
 
 impl HashJoinOperator {
-    /// Semi and anti joins: a left row is in the output while its key has
-    /// (semi) or lacks (anti) rows on the right; a right change that takes
-    /// a key's count across zero flips every left row of that key.
-    fn process_semi(&mut self, side: JoinSide, chunk: Chunk, out: &mut Vec<Chunk>) -> Result<()> {
-        let semi = self.kind == JoinKind::Semi;
-        let batch = &chunk.batch;
-        let n = batch.num_rows();
+    /// The join keys (in the common key types), their encoding, and the
+    /// encoding of the whole rows, of one side's batch.
+    fn encode(&self, side: JoinSide, batch: &RecordBatch) -> Result<(Vec<ArrayRef>, Rows, Rows)> {
         let this_side = match side {
             JoinSide::Left => &self.left,
             JoinSide::Right => &self.right,
         };
+        let n = batch.num_rows();
         let keys = this_side
             .keys
             .iter()
@@ -194,6 +178,17 @@ impl HashJoinOperator {
             .collect::<Result<Vec<ArrayRef>>>()?;
         let key_rows = self.key_converter.convert_columns(&keys)?;
         let rows = this_side.rows.convert_columns(batch.columns())?;
+        Ok((keys, key_rows, rows))
+    }
+
+    /// Semi and anti joins: a left row is in the output while its key has
+    /// (semi) or lacks (anti) rows on the right; a right change that takes
+    /// a key's count across zero flips every left row of that key.
+    fn process_semi(&mut self, side: JoinSide, chunk: Chunk, out: &mut Vec<Chunk>) -> Result<()> {
+        let semi = self.kind == JoinKind::Semi;
+        let batch = &chunk.batch;
+        let n = batch.num_rows();
+        let (keys, key_rows, rows) = self.encode(side, batch)?;
         let mut pending: Vec<Pending> = Vec::new();
         for (i, op) in chunk.ops.iter().enumerate().take(n) {
             let w = op.weight();
@@ -250,7 +245,7 @@ impl HashJoinOperator {
 
 /// Adds `w` to `row` under `key`, dropping entries that reach zero; it
 /// allocates only for a new key or row.
-fn bump(state: &mut HashMap<Box<[u8]>, Rows>, key: &[u8], row: &[u8], w: i64) {
+fn bump(state: &mut HashMap<Box<[u8]>, RowCounts>, key: &[u8], row: &[u8], w: i64) {
     match state.get_mut(key) {
         Some(rows) => {
             match rows.get_mut(row) {
@@ -285,21 +280,7 @@ impl TwoInputOperator for HashJoinOperator {
         }
         let batch = &chunk.batch;
         let n = batch.num_rows();
-        let this_side = match side {
-            JoinSide::Left => &self.left,
-            JoinSide::Right => &self.right,
-        };
-        let keys = this_side
-            .keys
-            .iter()
-            .zip(&self.key_types)
-            .map(|(e, t)| {
-                let a = e.evaluate(batch)?.into_array(n)?;
-                Ok(if a.data_type() == t { a } else { cast(&a, t)? })
-            })
-            .collect::<Result<Vec<ArrayRef>>>()?;
-        let key_rows = self.key_converter.convert_columns(&keys)?;
-        let rows = this_side.rows.convert_columns(batch.columns())?;
+        let (keys, key_rows, rows) = self.encode(side, batch)?;
         let other_side = match side {
             JoinSide::Left => JoinSide::Right,
             JoinSide::Right => JoinSide::Left,

@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
 
@@ -47,20 +46,9 @@ impl MaterializeOperator {
         if chunk.is_empty() {
             return Ok(());
         }
-        let columns = chunk
-            .batch
-            .columns()
-            .iter()
-            .zip(self.schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c.clone())
-                } else {
-                    cast(c, f.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let rows = self.converter.convert_columns(&columns)?;
+        let batch =
+            crate::storage::files::conform_columns(chunk.batch.columns().to_vec(), &self.schema)?;
+        let rows = self.converter.convert_columns(batch.columns())?;
         for (row, op) in rows.iter().zip(&chunk.ops) {
             let w = op.weight();
             match self.rows.get_mut(row.as_ref()) {

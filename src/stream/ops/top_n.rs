@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt64Array};
-use datafusion::arrow::compute::{SortOptions, cast};
+use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
@@ -184,22 +184,9 @@ impl Operator for TopNOperator {
             changes.iter().map(|(_, n, _)| *n),
         ));
         columns.push(ranks);
-        let columns = columns
-            .into_iter()
-            .zip(self.schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c)
-                } else {
-                    cast(&c, f.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let batch = crate::storage::files::conform_columns(columns, &self.schema)?;
         let ops = changes.into_iter().map(|(_, _, op)| op).collect();
-        out.push(Chunk::new(
-            RecordBatch::try_new(self.schema.clone(), columns)?,
-            ops,
-        ));
+        out.push(Chunk::new(batch, ops));
         Ok(())
     }
 }

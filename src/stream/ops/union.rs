@@ -2,8 +2,6 @@
 //! the union's column types. (UNION without ALL is planned by DataFusion as
 //! a DISTINCT aggregation over this.)
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::error::Result;
@@ -26,20 +24,8 @@ impl TwoInputOperator for UnionOperator {
     }
 
     fn process(&mut self, _side: JoinSide, chunk: Chunk, out: &mut Vec<Chunk>) -> Result<()> {
-        let columns = chunk
-            .batch
-            .columns()
-            .iter()
-            .zip(self.schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c.clone())
-                } else {
-                    cast(c, f.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        let batch =
+            crate::storage::files::conform_columns(chunk.batch.columns().to_vec(), &self.schema)?;
         out.push(Chunk::new(batch, chunk.ops));
         Ok(())
     }
