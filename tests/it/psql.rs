@@ -37,7 +37,8 @@ async fn backslash_commands_work() {
     let c = server.client().await;
     c.batch_execute(
         "CREATE TABLE customers (id BIGINT PRIMARY KEY, name VARCHAR NOT NULL, joined DATE, score DOUBLE PRECISION);
-         CREATE TABLE orders (id INT, customer BIGINT, amount NUMERIC(10,2));",
+         CREATE TABLE orders (id INT, customer BIGINT, amount NUMERIC(10,2));
+         CREATE TABLE lines (region TEXT, note TEXT, line INT, PRIMARY KEY (region, line));",
     )
     .await
     .unwrap();
@@ -69,13 +70,35 @@ async fn backslash_commands_work() {
             "\\d customers lacks {want}:\n{d_name}"
         );
     }
-    let d_plus = psql(&server, "\\d+ orders");
-    // datafusion-pg-catalog has no atttypmod yet, so psql shows `numeric`
-    // where PostgreSQL shows `numeric(10,2)`.
+    // The primary key, listed as PostgreSQL lists it.
     assert!(
-        d_plus.contains("numeric") && d_plus.contains("amount"),
+        d_name.contains("Indexes:\n    \"customers_pkey\" PRIMARY KEY, btree (id)\n"),
+        "{d_name}"
+    );
+    let d_lines = psql(&server, "\\d lines");
+    assert!(
+        d_lines.contains("Indexes:\n    \"lines_pkey\" PRIMARY KEY, btree (region, line)\n"),
+        "{d_lines}"
+    );
+    // The key's index is a relation of its own.
+    let d_index = psql(&server, "\\d customers_pkey");
+    assert!(
+        d_index.contains("Index \"public.customers_pkey\"")
+            && d_index.contains("primary key, btree, for table \"public.customers\""),
+        "{d_index}"
+    );
+    let di = psql(&server, "\\di");
+    assert!(
+        di.contains("customers_pkey") && di.contains("lines_pkey") && di.contains("index"),
+        "{di}"
+    );
+    let d_plus = psql(&server, "\\d+ orders");
+    assert!(
+        d_plus.contains("numeric(10,2)") && d_plus.contains("amount"),
         "{d_plus}"
     );
+    // No key, no index.
+    assert!(!d_plus.contains("Indexes:"), "{d_plus}");
     c.batch_execute(
         "CREATE MATERIALIZED VIEW spend AS SELECT customer, sum(amount) AS total FROM orders GROUP BY customer",
     )

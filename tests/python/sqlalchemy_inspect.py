@@ -1,6 +1,8 @@
 """SQLAlchemy's inspector over streamlake: table names, columns with types
-and nullability. (Primary-key reflection needs pg_constraint rows, which
-the catalog emulation does not have yet.) Usage: sqlalchemy_inspect.py PORT"""
+and nullability, primary keys (pg_constraint and pg_index rows built from
+the tables' keys; the key columns come in column order), and the index,
+unique and foreign key reflection that finds none. Usage:
+sqlalchemy_inspect.py PORT"""
 import sys
 
 import sqlalchemy as sa
@@ -8,6 +10,8 @@ import sqlalchemy as sa
 engine = sa.create_engine(f"postgresql+psycopg://tester@127.0.0.1:{sys.argv[1]}/dev")
 with engine.connect() as conn:
     conn.execute(sa.text("CREATE TABLE inventory (sku TEXT PRIMARY KEY, qty INTEGER NOT NULL, price DOUBLE PRECISION)"))
+    conn.execute(sa.text("CREATE TABLE stock (warehouse TEXT, note TEXT, sku TEXT, qty INTEGER, PRIMARY KEY (warehouse, sku))"))
+    conn.execute(sa.text("CREATE TABLE notes (body TEXT)"))
     conn.commit()
 insp = sa.inspect(engine)
 names = insp.get_table_names()
@@ -18,4 +22,28 @@ assert isinstance(cols["sku"]["type"], sa.TEXT), cols["sku"]["type"]
 assert isinstance(cols["qty"]["type"], sa.INTEGER), cols["qty"]["type"]
 assert cols["qty"]["nullable"] is False
 assert cols["price"]["nullable"] is True
+
+pk = insp.get_pk_constraint("inventory")
+assert pk["constrained_columns"] == ["sku"], pk
+assert pk["name"] == "inventory_pkey", pk
+pk = insp.get_pk_constraint("stock")
+assert pk["constrained_columns"] == ["warehouse", "sku"], pk
+assert pk["name"] == "stock_pkey", pk
+pk = insp.get_pk_constraint("notes")
+assert pk["constrained_columns"] == [] and pk["name"] is None, pk
+for table in ["inventory", "stock", "notes"]:
+    # The key's own index is not listed (as in PostgreSQL); no others exist.
+    assert insp.get_indexes(table) == [], insp.get_indexes(table)
+    assert insp.get_unique_constraints(table) == [], table
+    assert insp.get_foreign_keys(table) == [], table
+    assert insp.get_check_constraints(table) == [], table
+
+# A table dropped and created again under its name shows its new key.
+with engine.connect() as conn:
+    conn.execute(sa.text("DROP TABLE stock"))
+    conn.execute(sa.text("CREATE TABLE stock (id BIGINT PRIMARY KEY, sku TEXT)"))
+    conn.commit()
+insp = sa.inspect(engine)
+pk = insp.get_pk_constraint("stock")
+assert pk["constrained_columns"] == ["id"], pk
 print("sqlalchemy checks passed")

@@ -14,9 +14,7 @@ use datafusion::catalog::{MemTable, SchemaProvider, TableFunctionImpl};
 use datafusion::common::utils::SingleRowListArrayBuilder;
 use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::{
-    ColumnarValue, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
-};
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility};
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{Expr, SessionContext, create_udf};
 use postgres_types::Oid;
@@ -33,8 +31,10 @@ pub mod format_type;
 pub mod has_privilege_udf;
 pub mod pg_attribute;
 pub mod pg_class;
+pub mod pg_constraint;
 pub mod pg_database;
 pub mod pg_get_expr_udf;
+pub mod pg_index;
 pub mod pg_namespace;
 pub mod pg_replication_slot;
 pub mod pg_roles;
@@ -42,6 +42,7 @@ pub mod pg_settings;
 pub mod pg_stat_gssapi;
 pub mod pg_tables;
 pub mod pg_views;
+pub mod primary_key;
 pub mod quote_ident_udf;
 
 const PG_CATALOG_TABLE_PG_AGGREGATE: &str = "pg_aggregate";
@@ -192,6 +193,10 @@ pub(crate) enum OidCacheKey {
     Schema(String, String),
     /// Table by schema and table name
     Table(String, String, String),
+    /// streamlake patch: the index behind a table's primary key
+    PrimaryKeyIndex(String, String, String),
+    /// streamlake patch: a table's primary key constraint
+    PrimaryKeyConstraint(String, String, String),
 }
 
 // Create custom schema provider for pg_catalog
@@ -202,6 +207,7 @@ pub struct PgCatalogSchemaProvider<C, P> {
     oid_cache: Arc<RwLock<HashMap<OidCacheKey, Oid>>>,
     static_tables: Arc<PgCatalogStaticTables>,
     context_provider: P,
+    key_definitions: Arc<primary_key::KeyDefinitions>,
 }
 
 #[async_trait]
@@ -240,7 +246,14 @@ impl<C: CatalogInfo, P: PgCatalogContextProvider> PgCatalogSchemaProvider<C, P> 
             oid_cache: Arc::new(RwLock::new(HashMap::new())),
             static_tables,
             context_provider,
+            key_definitions: Arc::new(primary_key::KeyDefinitions::default()),
         })
+    }
+
+    /// streamlake patch: what `pg_get_constraintdef` and `pg_get_indexdef`
+    /// read; filled by the pg_class, pg_constraint and pg_index scans.
+    pub fn key_definitions(&self) -> Arc<primary_key::KeyDefinitions> {
+        self.key_definitions.clone()
     }
 
     pub fn build_table_by_name(&self, name: &str) -> Result<Option<PgCatalogTable>> {
@@ -281,8 +294,16 @@ impl<C: CatalogInfo, P: PgCatalogContextProvider> PgCatalogSchemaProvider<C, P> 
             }
             PG_CATALOG_TABLE_PG_AUTHID => Ok(Some(self.static_tables.pg_authid.clone().into())),
 
+            // streamlake patch: pg_constraint and pg_index are built from the
+            // catalog (primary keys), see primary_key.rs.
             PG_CATALOG_TABLE_PG_CONSTRAINT => {
-                Ok(Some(self.static_tables.pg_constraint.clone().into()))
+                let table = Arc::new(pg_constraint::PgConstraintTable::new(
+                    self.catalog_list.clone(),
+                    self.oid_counter.clone(),
+                    self.oid_cache.clone(),
+                    self.key_definitions.clone(),
+                ));
+                Ok(Some(PgCatalogTable::Dynamic(table)))
             }
 
             PG_CATALOG_TABLE_PG_DB_ROLE_SETTING => {
@@ -311,7 +332,16 @@ impl<C: CatalogInfo, P: PgCatalogContextProvider> PgCatalogSchemaProvider<C, P> 
             PG_CATALOG_TABLE_PG_FOREIGN_TABLE => {
                 Ok(Some(self.static_tables.pg_foreign_table.clone().into()))
             }
-            PG_CATALOG_TABLE_PG_INDEX => Ok(Some(self.static_tables.pg_index.clone().into())),
+            PG_CATALOG_TABLE_PG_INDEX => {
+                let table = Arc::new(pg_index::PgIndexTable::new(
+                    self.catalog_list.clone(),
+                    self.oid_counter.clone(),
+                    self.oid_cache.clone(),
+                    self.key_definitions.clone(),
+                    &self.static_tables.pg_opclass,
+                ));
+                Ok(Some(PgCatalogTable::Dynamic(table)))
+            }
             PG_CATALOG_TABLE_PG_INHERITS => Ok(Some(self.static_tables.pg_inherits.clone().into())),
             PG_CATALOG_TABLE_PG_INIT_PRIVS => {
                 Ok(Some(self.static_tables.pg_init_privs.clone().into()))
@@ -384,6 +414,7 @@ impl<C: CatalogInfo, P: PgCatalogContextProvider> PgCatalogSchemaProvider<C, P> 
                     self.catalog_list.clone(),
                     self.oid_counter.clone(),
                     self.oid_cache.clone(),
+                    self.key_definitions.clone(),
                 ));
                 Ok(Some(PgCatalogTable::Dynamic(table)))
             }
@@ -1350,61 +1381,6 @@ pub fn create_pg_stat_get_numscans() -> ScalarUDF {
     )
 }
 
-pub fn create_pg_get_constraintdef() -> ScalarUDF {
-    #[derive(Debug, PartialEq, Eq, Hash)]
-    struct GetConstraintDefUDF {
-        signature: Signature,
-    }
-
-    impl GetConstraintDefUDF {
-        fn new() -> Self {
-            let type_signature = TypeSignature::OneOf(vec![
-                TypeSignature::Exact(vec![DataType::Int32]),
-                TypeSignature::Exact(vec![DataType::Int32, DataType::Boolean]),
-            ]);
-
-            let signature = Signature::new(type_signature, Volatility::Stable);
-            GetConstraintDefUDF { signature }
-        }
-    }
-
-    impl ScalarUDFImpl for GetConstraintDefUDF {
-        fn as_any(&self) -> &dyn std::any::Any {
-            self
-        }
-
-        fn name(&self) -> &str {
-            "pg_get_constraintdef"
-        }
-
-        fn signature(&self) -> &Signature {
-            &self.signature
-        }
-
-        fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-            Ok(DataType::Utf8)
-        }
-
-        fn invoke_with_args(
-            &self,
-            args: datafusion::logical_expr::ScalarFunctionArgs,
-        ) -> Result<ColumnarValue> {
-            let args = ColumnarValue::values_to_arrays(&args.args)?;
-            let oids = &args[0].as_primitive::<Int32Type>();
-
-            let mut builder = StringBuilder::new();
-            for _ in 0..oids.len() {
-                builder.append_value("");
-            }
-
-            let array: ArrayRef = Arc::new(builder.finish());
-            Ok(ColumnarValue::Array(array))
-        }
-    }
-
-    GetConstraintDefUDF::new().into()
-}
-
 pub fn create_pg_get_partition_ancestors_udf() -> ScalarUDF {
     let func = move |args: &[ColumnarValue]| {
         let args = ColumnarValue::values_to_arrays(args)?;
@@ -1441,6 +1417,7 @@ where
         static_tables.clone(),
         context_provider,
     )?;
+    let key_definitions = pg_catalog.key_definitions();
     session_context
         .catalog(catalog_name)
         .ok_or_else(|| {
@@ -1480,7 +1457,11 @@ where
     session_context.register_udf(create_pg_relation_size_udf());
     session_context.register_udf(create_pg_total_relation_size_udf());
     session_context.register_udf(create_pg_stat_get_numscans());
-    session_context.register_udf(create_pg_get_constraintdef());
+    // streamlake patch: both answer from the primary keys (primary_key.rs).
+    session_context.register_udf(primary_key::create_pg_get_constraintdef(
+        key_definitions.clone(),
+    ));
+    session_context.register_udf(primary_key::create_pg_get_indexdef(key_definitions));
     session_context.register_udf(create_pg_get_partition_ancestors_udf());
     session_context.register_udf(quote_ident_udf::create_quote_ident_udf());
     session_context.register_udf(quote_ident_udf::create_parse_ident_udf());

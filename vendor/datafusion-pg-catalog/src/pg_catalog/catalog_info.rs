@@ -3,8 +3,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::{
-    arrow::datatypes::SchemaRef, catalog::CatalogProviderList, datasource::TableType,
-    error::DataFusionError,
+    arrow::datatypes::SchemaRef, catalog::CatalogProviderList, common::Constraints,
+    datasource::TableType, error::DataFusionError,
 };
 
 /// Define the interface for retrieve catalog data for pg_catalog tables
@@ -36,6 +36,17 @@ pub trait CatalogInfo: Clone + Send + Sync + Debug + 'static {
         schema_name: &str,
         table_name: &str,
     ) -> Result<Option<TableType>, DataFusionError>;
+
+    /// streamlake patch: the table's constraints (its primary key), which
+    /// pg_constraint, pg_index and pg_class show. None when it has none.
+    async fn table_constraints(
+        &self,
+        _catalog_name: &str,
+        _schema_name: &str,
+        _table_name: &str,
+    ) -> Result<Option<Constraints>, DataFusionError> {
+        Ok(None)
+    }
 }
 
 #[async_trait]
@@ -91,6 +102,23 @@ impl CatalogInfo for Arc<dyn CatalogProviderList> {
         if let Some(schema) = schema {
             let table_type = schema.table_type(table_name).await?;
             Ok(table_type)
+        } else {
+            Ok(None)
+        }
+    }
+
+    async fn table_constraints(
+        &self,
+        catalog_name: &str,
+        schema_name: &str,
+        table_name: &str,
+    ) -> Result<Option<Constraints>, DataFusionError> {
+        let schema = self
+            .catalog(catalog_name)
+            .and_then(|c| c.schema(schema_name));
+        if let Some(schema) = schema {
+            let table = schema.table(table_name).await?;
+            Ok(table.and_then(|t| t.constraints().cloned()))
         } else {
             Ok(None)
         }

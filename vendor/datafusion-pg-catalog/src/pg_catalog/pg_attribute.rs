@@ -14,6 +14,7 @@ use postgres_types::{Oid, Type};
 use tokio::sync::RwLock;
 
 use crate::pg_catalog::catalog_info::CatalogInfo;
+use crate::pg_catalog::primary_key::{key_columns, key_oids};
 
 use super::OidCacheKey;
 
@@ -132,39 +133,84 @@ impl<C: CatalogInfo> PgAttributeTable<C> {
                                 .table_schema(&catalog_name, &schema_name, &table_name)
                                 .await?
                             {
-                                // Add column entries for this table
-                                for (column_idx, field) in table_schema.fields().iter().enumerate()
+                                // streamlake patch: a primary key's index has
+                                // attributes of its own: the key columns.
+                                let mut relations = vec![(
+                                    table_oid,
+                                    table_schema.fields().iter().cloned().collect::<Vec<_>>(),
+                                )];
+                                if let Some(columns) = key_columns(
+                                    &this.catalog_list,
+                                    &catalog_name,
+                                    &schema_name,
+                                    &table_name,
+                                    &table_schema,
+                                )
+                                .await?
                                 {
-                                    let attnum = (column_idx + 1) as i16; // PostgreSQL column numbers start at 1
-                                    let (pg_type_oid, type_len, by_val, align, storage) =
-                                        Self::datafusion_to_pg_type(field.data_type());
+                                    let (index_oid, _) = key_oids(
+                                        &catalog_name,
+                                        &schema_name,
+                                        &table_name,
+                                        &oid_cache,
+                                        &this.oid_counter,
+                                        &mut swap_cache,
+                                    );
+                                    relations.push((
+                                        index_oid,
+                                        columns
+                                            .iter()
+                                            .map(|c| {
+                                                table_schema.fields()[c.attnum as usize - 1].clone()
+                                            })
+                                            .collect(),
+                                    ));
+                                }
+                                // Add column entries for this table
+                                for (table_oid, fields) in relations {
+                                    for (column_idx, field) in fields.iter().enumerate() {
+                                        let attnum = (column_idx + 1) as i16; // PostgreSQL column numbers start at 1
+                                        let (pg_type_oid, type_len, by_val, align, storage) =
+                                            Self::datafusion_to_pg_type(field.data_type());
 
-                                    attrelids.push(table_oid as i32);
-                                    attnames.push(field.name().clone());
-                                    atttypids.push(pg_type_oid as i32);
-                                    attstattargets.push(-1); // Default statistics target
-                                    attlens.push(type_len);
-                                    attnums.push(attnum);
-                                    attndimss.push(0); // No array support for now
-                                    attcacheoffs.push(-1); // Not cached
-                                    atttymods.push(-1); // No type modifiers
-                                    attbyvals.push(by_val);
-                                    attaligns.push(align.to_string());
-                                    attstorages.push(storage.to_string());
-                                    attcompressions.push(None); // No compression
-                                    attnotnulls.push(!field.is_nullable());
-                                    atthasdefs.push(false); // No default values
-                                    atthasmissings.push(false); // No missing values
-                                    attidentitys.push("".to_string()); // No identity columns
-                                    attgenerateds.push("".to_string()); // No generated columns
-                                    attisdroppeds.push(false); // Not dropped
-                                    attislocals.push(true); // Local to this relation
-                                    attinhcounts.push(0); // No inheritance
-                                    attcollations.push(0); // Default collation
-                                    attacls.push(None); // No ACLs
-                                    attoptions.push(None); // No options
-                                    attfdwoptions.push(None); // No FDW options
-                                    attmissingvals.push(None); // No missing values
+                                        attrelids.push(table_oid as i32);
+                                        attnames.push(field.name().clone());
+                                        atttypids.push(pg_type_oid as i32);
+                                        attstattargets.push(-1); // Default statistics target
+                                        attlens.push(type_len);
+                                        attnums.push(attnum);
+                                        attndimss.push(0); // No array support for now
+                                        attcacheoffs.push(-1); // Not cached
+                                        // streamlake patch: numeric(p,s) keeps its
+                                        // precision and scale, as PostgreSQL encodes
+                                        // them, so format_type (psql's \d) shows them.
+                                        atttymods.push(match field.data_type() {
+                                            DataType::Decimal128(p, s)
+                                            | DataType::Decimal256(p, s)
+                                                if *s >= 0 =>
+                                            {
+                                                (((*p as i32) << 16) | (*s as i32)) + 4
+                                            }
+                                            _ => -1,
+                                        });
+                                        attbyvals.push(by_val);
+                                        attaligns.push(align.to_string());
+                                        attstorages.push(storage.to_string());
+                                        attcompressions.push(None); // No compression
+                                        attnotnulls.push(!field.is_nullable());
+                                        atthasdefs.push(false); // No default values
+                                        atthasmissings.push(false); // No missing values
+                                        attidentitys.push("".to_string()); // No identity columns
+                                        attgenerateds.push("".to_string()); // No generated columns
+                                        attisdroppeds.push(false); // Not dropped
+                                        attislocals.push(true); // Local to this relation
+                                        attinhcounts.push(0); // No inheritance
+                                        attcollations.push(0); // Default collation
+                                        attacls.push(None); // No ACLs
+                                        attoptions.push(None); // No options
+                                        attfdwoptions.push(None); // No FDW options
+                                        attmissingvals.push(None); // No missing values
+                                    }
                                 }
                             }
                         }
@@ -177,7 +223,9 @@ impl<C: CatalogInfo> PgAttributeTable<C> {
         // visits tables); replacing the whole cache renumbered schemas, so
         // pg_class.relnamespace stopped joining pg_namespace.oid.
         oid_cache.retain(|key, _| match key {
-            OidCacheKey::Table(..) => swap_cache.contains_key(key),
+            OidCacheKey::Table(..)
+            | OidCacheKey::PrimaryKeyIndex(..)
+            | OidCacheKey::PrimaryKeyConstraint(..) => swap_cache.contains_key(key),
             _ => true,
         });
         oid_cache.extend(swap_cache);

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Float64Array, Int16Array, Int32Array, RecordBatch, StringArray,
+    new_null_array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::TableType;
@@ -15,6 +16,8 @@ use postgres_types::Oid;
 use tokio::sync::RwLock;
 
 use crate::pg_catalog::catalog_info::{CatalogInfo, table_type_to_string};
+use crate::pg_catalog::pg_index::BTREE_AM_OID;
+use crate::pg_catalog::primary_key::{KeyDefinitions, PrimaryKey, key_columns, key_oids};
 
 use super::OidCacheKey;
 
@@ -24,6 +27,7 @@ pub(crate) struct PgClassTable<C> {
     catalog_list: C,
     oid_counter: Arc<AtomicU32>,
     oid_cache: Arc<RwLock<HashMap<OidCacheKey, Oid>>>,
+    definitions: Arc<KeyDefinitions>,
 }
 
 impl<C: CatalogInfo> PgClassTable<C> {
@@ -31,6 +35,7 @@ impl<C: CatalogInfo> PgClassTable<C> {
         catalog_list: C,
         oid_counter: Arc<AtomicU32>,
         oid_cache: Arc<RwLock<HashMap<OidCacheKey, Oid>>>,
+        definitions: Arc<KeyDefinitions>,
     ) -> Self {
         // Define the schema for pg_class
         // This matches key columns from PostgreSQL's pg_class
@@ -65,6 +70,13 @@ impl<C: CatalogInfo> PgClassTable<C> {
             Field::new("relrewrite", DataType::Int32, true), // OID of a rule that rewrites this relation
             Field::new("relfrozenxid", DataType::Int32, false), // All transaction IDs before this have been replaced with a permanent ("frozen") transaction ID
             Field::new("relminmxid", DataType::Int32, false), // All Multixact IDs before this have been replaced with a transaction ID
+            // streamlake patch: SQLAlchemy's index reflection reads reloptions.
+            Field::new("relacl", DataType::Utf8, true), // Access privileges (none set)
+            Field::new(
+                "reloptions",
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                true,
+            ), // Access-method-specific options (none)
             Field::new("relpartbound", DataType::Utf8, true),
         ]));
 
@@ -73,6 +85,7 @@ impl<C: CatalogInfo> PgClassTable<C> {
             catalog_list,
             oid_counter,
             oid_cache,
+            definitions,
         }
     }
 
@@ -115,6 +128,7 @@ impl<C: CatalogInfo> PgClassTable<C> {
         // Every time when call pg_catalog we generate a new cache and drop the
         // original one in case that schemas or tables were dropped.
         let mut swap_cache = HashMap::new();
+        let mut keys = Vec::new();
 
         // Iterate through all catalogs and schemas
         for catalog_name in this.catalog_list.catalog_names().await? {
@@ -173,6 +187,39 @@ impl<C: CatalogInfo> PgClassTable<C> {
                                 // Get column count from schema
                                 let column_count = table_schema.fields().len() as i16;
 
+                                // streamlake patch: a primary key's index is a
+                                // relation of its own (relkind 'i').
+                                let key = match key_columns(
+                                    &this.catalog_list,
+                                    &catalog_name,
+                                    &schema_name,
+                                    &table_name,
+                                    &table_schema,
+                                )
+                                .await?
+                                {
+                                    Some(columns) => {
+                                        let (index_oid, constraint_oid) = key_oids(
+                                            &catalog_name,
+                                            &schema_name,
+                                            &table_name,
+                                            &oid_cache,
+                                            &this.oid_counter,
+                                            &mut swap_cache,
+                                        );
+                                        Some(PrimaryKey {
+                                            schema_name: schema_name.clone(),
+                                            table_name: table_name.clone(),
+                                            schema_oid,
+                                            table_oid,
+                                            index_oid,
+                                            constraint_oid,
+                                            columns,
+                                        })
+                                    }
+                                    None => None,
+                                };
+
                                 // Add table entry
                                 oids.push(table_oid as i32);
                                 relnames.push(table_name.clone());
@@ -187,7 +234,7 @@ impl<C: CatalogInfo> PgClassTable<C> {
                                 reltuples.push(0.0); // No row count stats
                                 relallvisibles.push(0);
                                 reltoastrelids.push(0);
-                                relhasindexes.push(false);
+                                relhasindexes.push(key.is_some());
                                 relisshareds.push(false);
                                 relpersistences.push("p".to_string()); // Permanent
                                 relkinds.push(table_type_to_string(&table_type));
@@ -205,6 +252,41 @@ impl<C: CatalogInfo> PgClassTable<C> {
                                 relfrozenxids.push(0);
                                 relminmxids.push(0);
                                 relpartbound.push("".to_string());
+
+                                if let Some(key) = key {
+                                    oids.push(key.index_oid as i32);
+                                    relnames.push(key.name());
+                                    relnamespaces.push(schema_oid as i32);
+                                    reltypes.push(0);
+                                    reloftypes.push(None);
+                                    relowners.push(0);
+                                    relams.push(BTREE_AM_OID);
+                                    relfilenodes.push(key.index_oid as i32);
+                                    reltablespaces.push(0);
+                                    relpages.push(1);
+                                    reltuples.push(0.0);
+                                    relallvisibles.push(0);
+                                    reltoastrelids.push(0);
+                                    relhasindexes.push(false);
+                                    relisshareds.push(false);
+                                    relpersistences.push("p".to_string());
+                                    relkinds.push("i".to_string());
+                                    relnattses.push(key.columns.len() as i16);
+                                    relcheckses.push(0);
+                                    relhasruleses.push(false);
+                                    relhastriggersses.push(false);
+                                    relhassubclasses.push(false);
+                                    relrowsecurities.push(false);
+                                    relforcerowsecurities.push(false);
+                                    relispopulateds.push(true);
+                                    relreplidents.push("n".to_string());
+                                    relispartitions.push(false);
+                                    relrewrites.push(None);
+                                    relfrozenxids.push(0);
+                                    relminmxids.push(0);
+                                    relpartbound.push("".to_string());
+                                    keys.push(key);
+                                }
                             }
                         }
                     }
@@ -217,7 +299,9 @@ impl<C: CatalogInfo> PgClassTable<C> {
         // pg_catalog tables (scanned in the same query) already numbered.
         oid_cache.retain(|key, _| swap_cache.contains_key(key));
         oid_cache.extend(swap_cache);
+        this.definitions.record(&keys);
 
+        let row_count = oids.len();
         // Create Arrow arrays from the collected data
         let arrays: Vec<ArrayRef> = vec![
             Arc::new(Int32Array::from(oids)),
@@ -250,6 +334,11 @@ impl<C: CatalogInfo> PgClassTable<C> {
             Arc::new(Int32Array::from_iter(relrewrites.into_iter())),
             Arc::new(Int32Array::from(relfrozenxids)),
             Arc::new(Int32Array::from(relminmxids)),
+            Arc::new(StringArray::new_null(row_count)),
+            new_null_array(
+                this.schema.field_with_name("reloptions")?.data_type(),
+                row_count,
+            ),
             Arc::new(StringArray::from(relpartbound)),
         ];
 

@@ -184,7 +184,9 @@ impl<C: CatalogInfo> PgDatabaseTable<C> {
             OidCacheKey::Schema(catalog, ..) => {
                 catalog_oid_cache.contains_key(&OidCacheKey::Catalog(catalog.clone()))
             }
-            OidCacheKey::Table(catalog, ..) => {
+            OidCacheKey::Table(catalog, ..)
+            | OidCacheKey::PrimaryKeyIndex(catalog, ..)
+            | OidCacheKey::PrimaryKeyConstraint(catalog, ..) => {
                 catalog_oid_cache.contains_key(&OidCacheKey::Catalog(catalog.clone()))
             }
         });

@@ -86,7 +86,9 @@ impl<C: CatalogInfo> PgNamespaceTable<C> {
         oid_cache.retain(|key, _| match key {
             OidCacheKey::Catalog(..) => true,
             OidCacheKey::Schema(..) => false,
-            OidCacheKey::Table(catalog, schema_name, _) => schema_oid_cache
+            OidCacheKey::Table(catalog, schema_name, _)
+            | OidCacheKey::PrimaryKeyIndex(catalog, schema_name, _)
+            | OidCacheKey::PrimaryKeyConstraint(catalog, schema_name, _) => schema_oid_cache
                 .contains_key(&OidCacheKey::Schema(catalog.clone(), schema_name.clone())),
         });
         // add new schema cache

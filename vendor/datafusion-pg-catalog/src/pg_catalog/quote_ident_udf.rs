@@ -220,7 +220,7 @@ fn parse_ident_string(ident: &str, strict: bool) -> Result<Vec<String>, &'static
 }
 
 /// Check if an identifier needs quoting according to PostgreSQL rules
-fn needs_quoting(ident: &str) -> bool {
+pub(crate) fn needs_quoting(ident: &str) -> bool {
     if ident.is_empty() {
         return true;
     }

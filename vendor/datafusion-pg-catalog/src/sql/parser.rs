@@ -19,6 +19,8 @@ use super::rules::RemoveSubqueryFromProjection;
 use super::rules::RemoveUnsupportedTypes;
 use super::rules::ResolveUnqualifiedIdentifer;
 use super::rules::RewriteArrayAnyAllOperation;
+use super::rules::RewriteExistsInProjection;
+use super::rules::RewriteGenerateSubscripts;
 use super::rules::RewriteRegclassCastToSubquery;
 use super::rules::SqlStatementRewriteRule;
 
@@ -230,12 +232,17 @@ impl PostgresCompatibilityParser {
                 Arc::new(RewriteArrayAnyAllOperation),
                 Arc::new(PrependUnqualifiedPgTableName),
                 Arc::new(RemoveQualifier),
+                // streamlake patch: after RemoveQualifier, which strips
+                // `pg_catalog.` from the function name.
+                Arc::new(RewriteGenerateSubscripts),
                 Arc::new(RewriteRegclassCastToSubquery::new()),
                 Arc::new(RemoveUnsupportedTypes::new()),
                 Arc::new(FixArrayLiteral),
                 Arc::new(CurrentUserVariableToSessionUserFunctionCall),
                 Arc::new(FixCollate),
                 Arc::new(RemoveSubqueryFromProjection),
+                // streamlake patch: after RemoveSubqueryFromProjection.
+                Arc::new(RewriteExistsInProjection),
                 Arc::new(FixVersionColumnName),
             ],
         }

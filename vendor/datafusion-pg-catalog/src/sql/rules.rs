@@ -1182,6 +1182,134 @@ impl SqlStatementRewriteRule for FixVersionColumnName {
     }
 }
 
+/// streamlake patch: `generate_subscripts(array, dim)` in a select list
+///
+/// PostgreSQL's set-returning `generate_subscripts` runs in step with an
+/// `unnest` of the same array in the same select list (SQLAlchemy pairs them
+/// over `pg_index.indkey` to order key columns). DataFusion has no such
+/// function, but unnests the lists of one projection in step, so the call
+/// becomes `unnest(generate_series(1, array_length(array, dim)))`: the
+/// subscripts 1..n.
+#[derive(Debug)]
+pub struct RewriteGenerateSubscripts;
+
+struct RewriteGenerateSubscriptsVisitor;
+
+impl VisitorMut for RewriteGenerateSubscriptsVisitor {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        if let Expr::Function(f) = expr
+            && f.over.is_none()
+            && f.name.0.len() == 1
+            && let ObjectNamePart::Identifier(name) = &f.name.0[0]
+            && name.value.eq_ignore_ascii_case("generate_subscripts")
+            && let FunctionArguments::List(list) = &f.args
+            && list.args.len() == 2
+            && let [
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(array)),
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(dim)),
+            ] = list.args.as_slice()
+        {
+            let sql =
+                format!("unnest(generate_series(1, CAST(array_length({array}, {dim}) AS BIGINT)))");
+            if let Ok(rewritten) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&sql)
+                .and_then(|mut p| p.parse_expr())
+            {
+                *expr = rewritten;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl SqlStatementRewriteRule for RewriteGenerateSubscripts {
+    fn rewrite(&self, mut s: Statement) -> Statement {
+        let mut visitor = RewriteGenerateSubscriptsVisitor;
+        let _ = s.visit(&mut visitor);
+        s
+    }
+}
+
+/// streamlake patch: `EXISTS (SELECT … WHERE …)` inside a select list
+///
+/// DataFusion plans EXISTS as a semi join in WHERE, but not as a value in a
+/// projection ("Physical plan does not support logical expression Exists"),
+/// which psql's `\d INDEX` uses. A plain `SELECT … FROM … WHERE …`
+/// subquery there becomes `(SELECT max(1) FROM … WHERE …) IS NOT NULL`, a
+/// scalar subquery DataFusion decorrelates. (Not `count(*) > 0`: DataFusion
+/// names the helper column of every decorrelated count `__always_true`, so
+/// two of them in one query clash.) Runs after RemoveSubqueryFromProjection,
+/// which would otherwise blank it.
+#[derive(Debug)]
+pub struct RewriteExistsInProjection;
+
+/// Counts the rewritten subqueries: each gets its own column name, or two
+/// of them in one projection would be ambiguous once decorrelated.
+struct ExistsInProjectionVisitor(usize);
+
+struct ExistsToCountVisitor<'a>(&'a mut usize);
+
+impl VisitorMut for ExistsToCountVisitor<'_> {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        if let Expr::Exists { subquery, negated } = expr
+            && subquery.with.is_none()
+            && subquery.limit_clause.is_none()
+            && subquery.fetch.is_none()
+            && let SetExpr::Select(select) = subquery.body.as_ref()
+            && select.distinct.is_none()
+            && select.having.is_none()
+            && matches!(&select.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty())
+            && let Ok(count) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql("max(1)")
+                .and_then(|mut p| p.parse_expr())
+        {
+            *self.0 += 1;
+            let mut query = subquery.as_ref().clone();
+            query.order_by = None;
+            if let SetExpr::Select(select) = query.body.as_mut() {
+                select.projection = vec![SelectItem::ExprWithAlias {
+                    expr: count,
+                    alias: Ident::new(format!("__exists_{}", self.0)),
+                }];
+            }
+            let scalar = Box::new(Expr::Subquery(Box::new(query)));
+            *expr = if *negated {
+                Expr::IsNull(scalar)
+            } else {
+                Expr::IsNotNull(scalar)
+            };
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl VisitorMut for ExistsInProjectionVisitor {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<Self::Break> {
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            for item in &mut select.projection {
+                if let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item
+                {
+                    let _ = expr.visit(&mut ExistsToCountVisitor(&mut self.0));
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl SqlStatementRewriteRule for RewriteExistsInProjection {
+    fn rewrite(&self, mut s: Statement) -> Statement {
+        let _ = s.visit(&mut ExistsInProjectionVisitor(0));
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1563,6 +1691,30 @@ mod tests {
             &rules,
             "SELECT (SELECT 'value') AS str_val",
             "SELECT (SELECT 'value' LIMIT 1) AS str_val"
+        );
+    }
+
+    #[test]
+    fn test_generate_subscripts_rewrite() {
+        let rules: Vec<Arc<dyn SqlStatementRewriteRule>> = vec![
+            Arc::new(RemoveQualifier),
+            Arc::new(RewriteGenerateSubscripts),
+        ];
+        assert_rewrite!(
+            &rules,
+            "SELECT unnest(i.indkey) AS attnum, pg_catalog.generate_subscripts(i.indkey, $1::INTEGER) AS ord FROM pg_catalog.pg_index AS i",
+            "SELECT unnest(i.indkey) AS attnum, unnest(generate_series(1, CAST(array_length(i.indkey, $1::INTEGER) AS BIGINT))) AS ord FROM pg_catalog.pg_index AS i"
+        );
+    }
+
+    #[test]
+    fn test_exists_in_projection_rewrite() {
+        let rules: Vec<Arc<dyn SqlStatementRewriteRule>> =
+            vec![Arc::new(RewriteExistsInProjection)];
+        assert_rewrite!(
+            &rules,
+            "SELECT (NOT i.indimmediate) AND EXISTS (SELECT 1 FROM pg_constraint WHERE conindid = i.indexrelid) AS d FROM pg_index AS i WHERE EXISTS (SELECT 1 FROM t)",
+            "SELECT (NOT i.indimmediate) AND (SELECT max(1) AS __exists_1 FROM pg_constraint WHERE conindid = i.indexrelid) IS NOT NULL AS d FROM pg_index AS i WHERE EXISTS (SELECT 1 FROM t)"
         );
     }
 
