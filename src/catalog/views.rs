@@ -114,9 +114,7 @@ impl super::Lake {
         let (control_tx, control_rx) = tokio::sync::mpsc::channel(4);
         let task = ViewTask {
             name: name.to_string(),
-            branches: lowered.branches,
-            join: lowered.join,
-            post: lowered.post,
+            root: lowered.root,
             materialize: MaterializeOperator::try_new(lowered.schema.clone())?,
             contents: contents.clone(),
             persist: Box::new(move |epoch: Epoch, batch| {

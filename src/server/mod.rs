@@ -61,6 +61,9 @@ impl Engine {
             .with_information_schema(true)
             .with_default_catalog_and_schema(DATABASE, "public");
         let ctx = SessionContext::new_with_config(session_config);
+        ctx.add_analyzer_rule(Arc::new(
+            crate::sql::aggregate_filter::NullSafeAggregateFilter,
+        ));
         let catalog = MemoryCatalogProvider::new();
         catalog.register_schema("public", lake.schema())?;
         ctx.register_catalog(DATABASE, Arc::new(catalog));
@@ -70,6 +73,33 @@ impl Engine {
         ctx.register_udf(current_database_udf());
         for f in pg_compat::functions() {
             ctx.register_udf(f);
+        }
+        let schema = lake.schema();
+        let resolve: crate::sql::windows::Resolver = Arc::new(move |name: &str| {
+            let name = name.strip_prefix("public.").unwrap_or(name);
+            match schema.view(name) {
+                Some(v) => Some(v as Arc<dyn datafusion::catalog::TableProvider>),
+                None => schema
+                    .get(name)
+                    .map(|t| Arc::new(t) as Arc<dyn datafusion::catalog::TableProvider>),
+            }
+        });
+        // DataFusion looks table functions up by the name as written.
+        for (name, kind) in [
+            ("tumble", crate::sql::windows::WindowKind::Tumble),
+            ("TUMBLE", crate::sql::windows::WindowKind::Tumble),
+            ("Tumble", crate::sql::windows::WindowKind::Tumble),
+            ("hop", crate::sql::windows::WindowKind::Hop),
+            ("HOP", crate::sql::windows::WindowKind::Hop),
+            ("Hop", crate::sql::windows::WindowKind::Hop),
+        ] {
+            ctx.register_udtf(
+                name,
+                Arc::new(crate::sql::windows::WindowFunction::new(
+                    kind,
+                    resolve.clone(),
+                )),
+            );
         }
         lake.restore_views(&ctx).await?;
         // Periodic barriers keep views fresh without FLUSH.

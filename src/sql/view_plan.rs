@@ -6,10 +6,11 @@
 //! SQLSTATE 0A000 naming the construct, never turned into a view that
 //! drifts from its query.
 //!
-//! Maintained today: one or two inputs (tables or other views); filters and
-//! projections; inner, left, right and full equi-joins (inner ones with
-//! extra conditions); GROUP BY (or global) aggregation with count,
-//! count(*), sum, avg, min and max, HAVING, DISTINCT — in any nesting.
+//! The result is a tree: leaves read an input (a table or another view),
+//! inner nodes join or union two subtrees, and every node carries a chain
+//! of one-input operators (filter, project, aggregate, top-N) applied to its
+//! output. Multi-way joins are trees of two-input joins, as DataFusion
+//! plans them.
 
 use std::sync::Arc;
 
@@ -19,48 +20,22 @@ use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::{Error, Result};
-use crate::stream::operator::{Operator, TwoInputOperator};
+use crate::stream::graph::Node;
 use crate::stream::ops::filter::FilterOperator;
 use crate::stream::ops::hash_agg::{AggKind, AggSpec, HashAggOperator};
 use crate::stream::ops::hash_join::{HashJoinOperator, JoinKind};
 use crate::stream::ops::project::ProjectOperator;
-use crate::stream::ops::top_n::TopNOperator;
+use crate::stream::ops::top_n::{Numbering, TopNOperator, TopNSpec};
 use crate::stream::ops::union::UnionOperator;
 
-/// A planned view: its inputs (tables or views) and its operators.
+/// A planned view: its inputs (tables or views) and the operator tree.
 pub struct ViewPlan {
-    /// Names of the inputs in schema `public`: one, or two for a join.
+    /// Names of the inputs in schema `public`, in leaf order; the same
+    /// input may appear twice (self-joins), each with its own feed.
     pub inputs: Vec<String>,
-    /// One operator chain per input.
-    pub branches: Vec<Vec<Box<dyn Operator>>>,
-    pub join: Option<Box<dyn TwoInputOperator>>,
-    /// Operators after the join (or after the only branch).
-    pub post: Vec<Box<dyn Operator>>,
+    pub root: Node,
     /// Output schema of the pipeline (the view's columns).
     pub schema: datafusion::arrow::datatypes::SchemaRef,
-}
-
-/// Where the next operator goes while lowering.
-enum Target {
-    Branch(usize),
-    Post,
-}
-
-struct Builder {
-    inputs: Vec<String>,
-    branches: Vec<Vec<Box<dyn Operator>>>,
-    join: Option<Box<dyn TwoInputOperator>>,
-    post: Vec<Box<dyn Operator>>,
-    target: Target,
-}
-
-impl Builder {
-    fn push(&mut self, op: Box<dyn Operator>) {
-        match self.target {
-            Target::Branch(i) => self.branches[i].push(op),
-            Target::Post => self.post.push(op),
-        }
-    }
 }
 
 fn unsupported(what: impl Into<String>) -> Error {
@@ -85,31 +60,38 @@ fn physical(state: &SessionState, expr: &Expr, schema: &DFSchema) -> Result<Arc<
     Ok(state.create_physical_expr(expr.clone(), schema)?)
 }
 
+fn project(
+    state: &SessionState,
+    p: &datafusion::logical_expr::Projection,
+) -> Result<ProjectOperator> {
+    let exprs = p
+        .expr
+        .iter()
+        .map(|e| physical(state, e, p.input.schema()))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ProjectOperator::new(
+        exprs,
+        Arc::new(p.schema.as_arrow().clone()),
+    ))
+}
+
 use datafusion::common::tree_node::TreeNode;
 
 /// Lowers an optimized logical plan.
 pub fn lower(state: &SessionState, plan: &LogicalPlan) -> Result<ViewPlan> {
-    let mut b = Builder {
-        inputs: Vec::new(),
-        branches: Vec::new(),
-        join: None,
-        post: Vec::new(),
-        target: Target::Post,
-    };
-    lower_into(state, plan, &mut b)?;
-    if b.inputs.is_empty() {
+    let mut inputs = Vec::new();
+    let root = lower_node(state, plan, &mut inputs)?;
+    if inputs.is_empty() {
         return Err(unsupported("a view without a base table"));
     }
     Ok(ViewPlan {
-        inputs: b.inputs,
-        branches: b.branches,
-        join: b.join,
-        post: b.post,
+        inputs,
+        root,
         schema: Arc::new(plan.schema().as_arrow().clone()),
     })
 }
 
-fn lower_into(state: &SessionState, plan: &LogicalPlan, b: &mut Builder) -> Result<()> {
+fn lower_node(state: &SessionState, plan: &LogicalPlan, inputs: &mut Vec<String>) -> Result<Node> {
     match plan {
         LogicalPlan::TableScan(scan) => {
             let name = scan.table_name.table().to_string();
@@ -121,12 +103,8 @@ fn lower_into(state: &SessionState, plan: &LogicalPlan, b: &mut Builder) -> Resu
             if scan.fetch.is_some() {
                 return Err(unsupported("LIMIT"));
             }
-            if b.join.is_some() || b.inputs.len() >= 2 {
-                return Err(unsupported("a join of more than two inputs"));
-            }
-            b.inputs.push(name);
-            b.branches.push(Vec::new());
-            b.target = Target::Branch(b.branches.len() - 1);
+            inputs.push(name);
+            let mut node = Node::leaf(inputs.len() - 1);
             // The feed carries whole rows; the scan's projection picks columns.
             let source_schema = DFSchema::try_from(scan.source.schema().as_ref().clone())?;
             if !scan.filters.is_empty() {
@@ -137,11 +115,11 @@ fn lower_into(state: &SessionState, plan: &LogicalPlan, b: &mut Builder) -> Resu
                     .reduce(Expr::and)
                     .expect("non-empty");
                 let predicate = crate::storage::table::unqualify(predicate)?;
-                b.push(Box::new(FilterOperator::new(physical(
+                node = node.then(FilterOperator::new(physical(
                     state,
                     &predicate,
                     &source_schema,
-                )?)));
+                )?));
             }
             if let Some(projection) = &scan.projection {
                 let exprs: Vec<Arc<dyn PhysicalExpr>> = projection
@@ -154,62 +132,35 @@ fn lower_into(state: &SessionState, plan: &LogicalPlan, b: &mut Builder) -> Resu
                         )) as Arc<dyn PhysicalExpr>
                     })
                     .collect();
-                b.push(Box::new(ProjectOperator::new(
+                node = node.then(ProjectOperator::new(
                     exprs,
                     Arc::new(scan.projected_schema.as_arrow().clone()),
-                )));
+                ));
             }
-            Ok(())
+            Ok(node)
         }
         LogicalPlan::Filter(f) if top_n_pattern(f).is_some() => {
             let (window, projection, limit) = top_n_pattern(f).expect("checked");
-            lower_into(state, &window.input, b)?;
-            b.push(Box::new(lower_top_n(state, window, limit)?));
+            let mut node = lower_node(state, &window.input, inputs)?
+                .then(lower_window_top_n(state, window, limit)?);
             if let Some(p) = projection {
-                let exprs = p
-                    .expr
-                    .iter()
-                    .map(|e| physical(state, e, p.input.schema()))
-                    .collect::<Result<Vec<_>>>()?;
-                b.push(Box::new(ProjectOperator::new(
-                    exprs,
-                    Arc::new(p.schema.as_arrow().clone()),
-                )));
+                node = node.then(project(state, p)?);
             }
-            b.push(Box::new(FilterOperator::new(physical(
+            Ok(node.then(FilterOperator::new(physical(
                 state,
                 &f.predicate,
                 f.input.schema(),
-            )?)));
-            Ok(())
+            )?)))
         }
-        LogicalPlan::Filter(f) => {
-            lower_into(state, &f.input, b)?;
-            b.push(Box::new(FilterOperator::new(physical(
-                state,
-                &f.predicate,
-                f.input.schema(),
-            )?)));
-            Ok(())
-        }
+        LogicalPlan::Filter(f) => Ok(lower_node(state, &f.input, inputs)?.then(
+            FilterOperator::new(physical(state, &f.predicate, f.input.schema())?),
+        )),
         LogicalPlan::Projection(p) => {
-            lower_into(state, &p.input, b)?;
-            let exprs = p
-                .expr
-                .iter()
-                .map(|e| physical(state, e, p.input.schema()))
-                .collect::<Result<Vec<_>>>()?;
-            b.push(Box::new(ProjectOperator::new(
-                exprs,
-                Arc::new(p.schema.as_arrow().clone()),
-            )));
-            Ok(())
+            Ok(lower_node(state, &p.input, inputs)?.then(project(state, p)?))
         }
-        LogicalPlan::SubqueryAlias(a) => lower_into(state, &a.input, b),
+        LogicalPlan::SubqueryAlias(a) => lower_node(state, &a.input, inputs),
         LogicalPlan::Aggregate(agg) => {
-            lower_into(state, &agg.input, b)?;
-            b.push(Box::new(lower_aggregate(state, agg)?));
-            Ok(())
+            Ok(lower_node(state, &agg.input, inputs)?.then(lower_aggregate(state, agg)?))
         }
         LogicalPlan::Join(join) => {
             use datafusion::common::{JoinType, NullEquality};
@@ -233,14 +184,8 @@ fn lower_into(state: &SessionState, plan: &LogicalPlan, b: &mut Builder) -> Resu
                     "an outer, semi or anti join with a non-equality condition",
                 ));
             }
-            if !b.inputs.is_empty() || b.join.is_some() {
-                return Err(unsupported("a join of more than two inputs"));
-            }
-            lower_into(state, &join.left, b)?;
-            lower_into(state, &join.right, b)?;
-            if b.inputs.len() != 2 {
-                return Err(unsupported("a join of more than two inputs"));
-            }
+            let left = lower_node(state, &join.left, inputs)?;
+            let right = lower_node(state, &join.right, inputs)?;
             let (ls, rs) = (join.left.schema(), join.right.schema());
             let mut left_keys = Vec::new();
             let mut right_keys = Vec::new();
@@ -250,7 +195,7 @@ fn lower_into(state: &SessionState, plan: &LogicalPlan, b: &mut Builder) -> Resu
                 right_keys.push(physical(state, r, rs)?);
                 key_types.push(l.get_type(ls)?);
             }
-            b.join = Some(Box::new(HashJoinOperator::try_new(
+            let op = HashJoinOperator::try_new(
                 kind,
                 join.null_equality == NullEquality::NullEqualsNull,
                 left_keys,
@@ -259,40 +204,53 @@ fn lower_into(state: &SessionState, plan: &LogicalPlan, b: &mut Builder) -> Resu
                 &Arc::new(ls.as_arrow().clone()),
                 &Arc::new(rs.as_arrow().clone()),
                 Arc::new(join.schema.as_arrow().clone()),
-            )?));
-            b.target = Target::Post;
+            )?;
+            let mut node = Node::binary(left, right, Box::new(op));
             if let Some(filter) = &join.filter {
-                b.push(Box::new(FilterOperator::new(physical(
-                    state,
-                    filter,
-                    &join.schema,
-                )?)));
+                node = node.then(FilterOperator::new(physical(state, filter, &join.schema)?));
             }
-            Ok(())
+            Ok(node)
         }
         LogicalPlan::Union(u) => {
-            if u.inputs.len() != 2 || !b.inputs.is_empty() || b.join.is_some() {
-                return Err(unsupported("a UNION of more than two inputs"));
+            // N inputs become a left-deep chain of two-input unions.
+            let schema = Arc::new(u.schema.as_arrow().clone());
+            let mut children = u.inputs.iter();
+            let first = children
+                .next()
+                .ok_or_else(|| Error::Internal("UNION without inputs".into()))?;
+            let mut node = lower_node(state, first, inputs)?;
+            for child in children {
+                let right = lower_node(state, child, inputs)?;
+                node = Node::binary(node, right, Box::new(UnionOperator::new(schema.clone())));
             }
-            lower_into(state, &u.inputs[0], b)?;
-            lower_into(state, &u.inputs[1], b)?;
-            if b.inputs.len() != 2 {
-                return Err(unsupported("a UNION of more than two inputs"));
-            }
-            b.join = Some(Box::new(UnionOperator::new(Arc::new(
-                u.schema.as_arrow().clone(),
-            ))));
-            b.target = Target::Post;
-            Ok(())
+            Ok(node)
         }
         LogicalPlan::Window(_) => Err(unsupported(
-            "a window function (other than ROW_NUMBER() filtered to its first N rows)",
+            "a window function (other than ROW_NUMBER(), RANK() or DENSE_RANK() filtered to its first N)",
         )),
         // A view is a set of rows: an ORDER BY without LIMIT changes nothing
         // (PostgreSQL accepts it in a view definition too).
-        LogicalPlan::Sort(sort) if sort.fetch.is_none() => lower_into(state, &sort.input, b),
-        LogicalPlan::Sort(_) => Err(unsupported("ORDER BY … LIMIT")),
-        LogicalPlan::Limit(_) => Err(unsupported("LIMIT")),
+        LogicalPlan::Sort(sort) if sort.fetch.is_none() => lower_node(state, &sort.input, inputs),
+        // ORDER BY … LIMIT n [OFFSET k]: a top-N over one partition.
+        LogicalPlan::Sort(sort) => {
+            let limit = sort.fetch.expect("fetch checked above");
+            lower_order_limit(state, sort, 0, limit, inputs)
+        }
+        LogicalPlan::Limit(limit) => {
+            use datafusion::logical_expr::{FetchType, SkipType};
+            let (Ok(SkipType::Literal(skip)), Ok(FetchType::Literal(fetch))) =
+                (limit.get_skip_type(), limit.get_fetch_type())
+            else {
+                return Err(unsupported("a LIMIT or OFFSET that is not a constant"));
+            };
+            let LogicalPlan::Sort(sort) = limit.input.as_ref() else {
+                return Err(unsupported("LIMIT without ORDER BY"));
+            };
+            let Some(fetch) = fetch else {
+                return Err(unsupported("OFFSET without LIMIT"));
+            };
+            lower_order_limit(state, sort, skip, skip + fetch, inputs)
+        }
         LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT ON")),
         LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
             Err(unsupported("a view without a base table"))
@@ -325,7 +283,7 @@ fn top_n_pattern(
     let Expr::WindowFunction(wf) = window.window_expr[0].clone().unalias() else {
         return None;
     };
-    if wf.fun.name() != "row_number" {
+    if !matches!(wf.fun.name(), "row_number" | "rank" | "dense_rank") {
         return None;
     }
     // The name of the row number column as the filter sees it.
@@ -372,14 +330,74 @@ fn top_n_pattern(
     None
 }
 
-fn lower_top_n(
+/// `ORDER BY … LIMIT`: the rows numbered `skip + 1 ..= limit` in the
+/// sort order, without a number column.
+fn lower_order_limit(
+    state: &SessionState,
+    sort: &datafusion::logical_expr::Sort,
+    skip: usize,
+    limit: usize,
+    inputs: &mut Vec<String>,
+) -> Result<Node> {
+    let input_schema = sort.input.schema();
+    let (order_by, order_types) = sort_keys(state, &sort.expr, input_schema)?;
+    let op = TopNOperator::try_new(
+        Vec::new(),
+        Vec::new(),
+        order_by,
+        order_types,
+        &Arc::new(input_schema.as_arrow().clone()),
+        TopNSpec {
+            numbering: Numbering::RowNumber,
+            limit: sort.fetch.map_or(limit, |f| f.min(limit)),
+            skip,
+            with_number: false,
+        },
+        Arc::new(input_schema.as_arrow().clone()),
+    )?;
+    Ok(lower_node(state, &sort.input, inputs)?.then(op))
+}
+
+type SortKeys = (
+    Vec<Arc<dyn PhysicalExpr>>,
+    Vec<(
+        datafusion::arrow::datatypes::DataType,
+        datafusion::arrow::compute::SortOptions,
+    )>,
+);
+
+fn sort_keys(
+    state: &SessionState,
+    exprs: &[datafusion::logical_expr::SortExpr],
+    schema: &DFSchema,
+) -> Result<SortKeys> {
+    let mut order_by = Vec::new();
+    let mut order_types = Vec::new();
+    for s in exprs {
+        order_by.push(physical(state, &s.expr, schema)?);
+        order_types.push((
+            s.expr.get_type(schema)?,
+            datafusion::arrow::compute::SortOptions {
+                descending: !s.asc,
+                nulls_first: s.nulls_first,
+            },
+        ));
+    }
+    Ok((order_by, order_types))
+}
+
+fn lower_window_top_n(
     state: &SessionState,
     window: &datafusion::logical_expr::Window,
     limit: usize,
 ) -> Result<TopNOperator> {
-    use datafusion::arrow::compute::SortOptions;
     let Expr::WindowFunction(wf) = window.window_expr[0].clone().unalias() else {
         return Err(Error::Internal("top-N without its window function".into()));
+    };
+    let numbering = match wf.fun.name() {
+        "rank" => Numbering::Rank,
+        "dense_rank" => Numbering::DenseRank,
+        _ => Numbering::RowNumber,
     };
     let input_schema = window.input.schema();
     let mut partition_by = Vec::new();
@@ -388,25 +406,19 @@ fn lower_top_n(
         partition_by.push(physical(state, e, input_schema)?);
         partition_types.push(e.get_type(input_schema)?);
     }
-    let mut order_by = Vec::new();
-    let mut order_types = Vec::new();
-    for s in &wf.params.order_by {
-        order_by.push(physical(state, &s.expr, input_schema)?);
-        order_types.push((
-            s.expr.get_type(input_schema)?,
-            SortOptions {
-                descending: !s.asc,
-                nulls_first: s.nulls_first,
-            },
-        ));
-    }
+    let (order_by, order_types) = sort_keys(state, &wf.params.order_by, input_schema)?;
     TopNOperator::try_new(
         partition_by,
         partition_types,
         order_by,
         order_types,
         &Arc::new(input_schema.as_arrow().clone()),
-        limit,
+        TopNSpec {
+            numbering,
+            limit,
+            skip: 0,
+            with_number: true,
+        },
         Arc::new(window.schema.as_arrow().clone()),
     )
 }
@@ -442,17 +454,20 @@ fn lower_aggregate(
         };
         let name = f.func.name().to_lowercase();
         let p = &f.params;
-        if p.distinct {
-            return Err(unsupported(format!("{name}(DISTINCT …)")));
-        }
-        if p.filter.is_some() {
-            return Err(unsupported(format!("{name}(…) FILTER (WHERE …)")));
-        }
-        let ordered = matches!(name.as_str(), "first_value" | "last_value");
+        let ordered = matches!(
+            name.as_str(),
+            "first_value" | "last_value" | "string_agg" | "array_agg"
+        );
         if !p.order_by.is_empty() && !ordered {
             return Err(unsupported(format!("{name}(… ORDER BY …)")));
         }
+        let mut delimiter = None;
         let kind = match (name.as_str(), p.args.as_slice()) {
+            // count(*) FILTER (…) counts the rows its filter keeps: a count
+            // of a never-NULL argument.
+            ("count", []) | ("count", [Expr::Literal(_, _)]) if p.filter.is_some() => {
+                AggKind::Count
+            }
             ("count", []) => AggKind::CountStar,
             ("count", [Expr::Literal(v, _)]) if !v.is_null() => AggKind::CountStar,
             ("count", [_]) => AggKind::Count,
@@ -468,10 +483,36 @@ fn lower_aggregate(
             ("bool_or", [_]) => AggKind::BoolOr,
             ("first_value", [_]) if !p.order_by.is_empty() => AggKind::First,
             ("last_value", [_]) if !p.order_by.is_empty() => AggKind::Last,
+            ("string_agg", [_, d]) => {
+                delimiter = Some(match d.clone().unalias() {
+                    Expr::Literal(v, _) if !v.is_null() => v.to_string(),
+                    Expr::Literal(..) => String::new(),
+                    _ => return Err(unsupported("string_agg with a non-constant delimiter")),
+                });
+                AggKind::StringAgg
+            }
+            ("array_agg", [_]) => AggKind::ArrayAgg,
             _ => return Err(unsupported(format!("aggregate {name}"))),
         };
+        if p.distinct
+            && !p.order_by.is_empty()
+            && p.order_by.iter().any(|s| Some(&s.expr) != p.args.first())
+        {
+            return Err(unsupported(format!(
+                "{name}(DISTINCT …) ordered by something other than its argument"
+            )));
+        }
         let (input, input_type) = match (kind, p.args.first()) {
-            (AggKind::CountStar, _) | (_, None) => (None, None),
+            (AggKind::CountStar, _) => (None, None),
+            (AggKind::Count, None) => (
+                Some(
+                    Arc::new(datafusion::physical_expr::expressions::Literal::new(
+                        datafusion::scalar::ScalarValue::Boolean(Some(true)),
+                    )) as Arc<dyn PhysicalExpr>,
+                ),
+                Some(datafusion::arrow::datatypes::DataType::Boolean),
+            ),
+            (_, None) => (None, None),
             (_, Some(arg)) => (
                 Some(physical(state, arg, input_schema)?),
                 Some(arg.get_type(input_schema)?),
@@ -491,11 +532,30 @@ fn lower_aggregate(
                 ),
             ));
         }
+        // Without an ORDER BY, string_agg and array_agg list values in
+        // value order: PostgreSQL leaves that order unspecified, and a
+        // fixed one keeps the view's rows stable.
+        if order_by.is_empty()
+            && matches!(kind, AggKind::StringAgg | AggKind::ArrayAgg)
+            && let (Some(arg), Some(ty)) = (p.args.first(), &input_type)
+        {
+            order_by.push((
+                physical(state, arg, input_schema)?,
+                datafusion::arrow::row::SortField::new(ty.clone()),
+            ));
+        }
+        let filter = match &p.filter {
+            Some(f) => Some(physical(state, f, input_schema)?),
+            None => None,
+        };
         specs.push(AggSpec {
             kind,
             input,
             output_type,
             order_by,
+            filter,
+            distinct: p.distinct,
+            delimiter,
         });
         input_types.push(input_type);
     }

@@ -11,6 +11,7 @@
 //! - [`message`]: what travels on a channel: chunks and barriers.
 //! - [`operator`]: the operator trait every node implements.
 //! - [`ops`]: one operator per file.
+//! - [`graph`]: the tree of operators a view runs (inputs at the leaves).
 //! - [`view`]: a materialized view's task: operators, barrier handling,
 //!   the published snapshot that reads see.
 //!
@@ -20,6 +21,7 @@
 //! injects a barrier and waits for every view to acknowledge it.
 
 pub mod chunk;
+pub mod graph;
 pub mod message;
 pub mod operator;
 pub mod ops;

@@ -2,10 +2,11 @@
 //! views that read it, and the table provider that reads it.
 //!
 //! ```text
-//!   input 0 ─▶ branch ops ─┐
-//!                           ├─▶ [join] ─▶ post ops ─▶ materialize ─▶ downstream feeds
-//!   input 1 ─▶ branch ops ─┘                               │
-//!   Barrier(N) on every input (aligned) ─▶ flush ops ─▶ snapshot ─▶ publish ─▶ persist ─▶ forward
+//!   input 0 ─▶ ops ─┐
+//!                    ├─▶ join ─▶ ops ─┐
+//!   input 1 ─▶ ops ─┘                 ├─▶ join ─▶ ops ─▶ materialize ─▶ downstream feeds
+//!   input 2 ─▶ ops ───────────────────┘                        │
+//!   Barrier(N) on every input (aligned) ─▶ flush the tree ─▶ snapshot ─▶ publish ─▶ persist ─▶ forward
 //! ```
 //!
 //! The task first applies the backfill of each input (its rows at the moment
@@ -31,8 +32,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::stream::chunk::Chunk;
+use crate::stream::graph::{Node, NodeKind};
 use crate::stream::message::{Barrier, Epoch, Message};
-use crate::stream::operator::{JoinSide, Operator, TwoInputOperator};
+use crate::stream::operator::{JoinSide, Operator};
 use crate::stream::ops::materialize::MaterializeOperator;
 
 /// Called with each new snapshot, before the epoch is passed on (the
@@ -131,15 +133,51 @@ fn run_barrier(
     Ok(pending)
 }
 
+/// Input `i` changed: its chunks run up the tree from its leaf to the
+/// root. The node must read input `i`.
+fn push_node(node: &mut Node, i: usize, chunks: Vec<Chunk>) -> Result<Vec<Chunk>> {
+    let chunks = match &mut node.kind {
+        NodeKind::Input(_) => chunks,
+        NodeKind::Binary { left, right, op } => {
+            let (side, child) = if left.reads(i) {
+                (JoinSide::Left, left)
+            } else {
+                (JoinSide::Right, right)
+            };
+            let mut out = Vec::new();
+            for c in push_node(child, i, chunks)? {
+                op.process(side, c, &mut out)?;
+            }
+            out
+        }
+    };
+    run_chunks(&mut node.ops, chunks)
+}
+
+/// Ends an epoch for a subtree: children first (left, then right), then
+/// this node's operators, each flushing after what reached it.
+fn flush_node(node: &mut Node, epoch: Epoch) -> Result<Vec<Chunk>> {
+    let pending = match &mut node.kind {
+        NodeKind::Input(_) => Vec::new(),
+        NodeKind::Binary { left, right, op } => {
+            let mut out = Vec::new();
+            for c in flush_node(left, epoch)? {
+                op.process(JoinSide::Left, c, &mut out)?;
+            }
+            for c in flush_node(right, epoch)? {
+                op.process(JoinSide::Right, c, &mut out)?;
+            }
+            out
+        }
+    };
+    run_barrier(&mut node.ops, pending, epoch)
+}
+
 /// The running pipeline of one view.
 pub struct ViewTask {
     pub name: String,
-    /// One operator chain per input.
-    pub branches: Vec<Vec<Box<dyn Operator>>>,
-    /// Joins the two branches (present exactly when there are two).
-    pub join: Option<Box<dyn TwoInputOperator>>,
-    /// Operators after the join (or after the only branch).
-    pub post: Vec<Box<dyn Operator>>,
+    /// The operator tree; its leaves are the inputs.
+    pub root: Node,
     pub materialize: MaterializeOperator,
     pub contents: Arc<ViewContents>,
     pub persist: Persist,
@@ -166,14 +204,11 @@ impl ViewTask {
         // or a table writer blocked on a full channel could otherwise be the
         // very thing holding back the barrier we wait for.
         let mut parked: Vec<std::collections::VecDeque<Message>> = vec![Default::default(); n];
+        let mut turn = 0;
         loop {
-            let event = {
-                let (first, rest) = inputs.split_at_mut(1);
-                tokio::select! {
-                    Some(c) = self.control.recv() => Event::Control(c),
-                    m = first[0].recv() => Event::Input(0, m),
-                    m = recv_opt(rest.first_mut()), if n > 1 => Event::Input(1, m),
-                }
+            let event = tokio::select! {
+                Some(c) = self.control.recv() => Event::Control(c),
+                (i, m) = recv_any(&mut inputs, &mut turn) => Event::Input(i, m),
             };
             let (i, msg) = match event {
                 Event::Control(c) => {
@@ -251,15 +286,14 @@ impl ViewTask {
         tracing::error!(view = %self.name, error = %e, "materialized view stopped");
         self.contents.fail(e.to_string());
         self.downstream.clear();
+        let mut turn = 0;
         loop {
-            let (first, rest) = inputs.split_at_mut(1);
             tokio::select! {
                 Some(Control::Subscribe(reply)) = self.control.recv() => {
                     let (_tx, rx) = mpsc::channel(1);
                     let _ = reply.send((Vec::new(), rx));
                 }
-                m = first[0].recv() => if m.is_none() { return },
-                m = recv_opt(rest.first_mut()) => if m.is_none() { return },
+                (_, m) = recv_any(&mut inputs, &mut turn) => if m.is_none() { return },
             }
         }
     }
@@ -280,23 +314,7 @@ impl ViewTask {
 
     /// Input `i` changed.
     async fn input(&mut self, i: usize, chunks: Vec<Chunk>) -> Result<()> {
-        let chunks = run_chunks(&mut self.branches[i], chunks)?;
-        let chunks = match &mut self.join {
-            Some(join) => {
-                let side = if i == 0 {
-                    JoinSide::Left
-                } else {
-                    JoinSide::Right
-                };
-                let mut out = Vec::new();
-                for c in chunks {
-                    join.process(side, c, &mut out)?;
-                }
-                out
-            }
-            None => chunks,
-        };
-        let chunks = run_chunks(&mut self.post, chunks)?;
+        let chunks = push_node(&mut self.root, i, chunks)?;
         self.emit(chunks).await
     }
 
@@ -313,24 +331,7 @@ impl ViewTask {
 
     async fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         let epoch = barrier.epoch;
-        let mut joined = Vec::new();
-        for (i, branch) in self.branches.iter_mut().enumerate() {
-            let flushed = run_barrier(branch, Vec::new(), epoch)?;
-            match &mut self.join {
-                Some(join) => {
-                    let side = if i == 0 {
-                        JoinSide::Left
-                    } else {
-                        JoinSide::Right
-                    };
-                    for c in flushed {
-                        join.process(side, c, &mut joined)?;
-                    }
-                }
-                None => joined.extend(flushed),
-            }
-        }
-        let out = run_barrier(&mut self.post, joined, epoch)?;
+        let out = flush_node(&mut self.root, epoch)?;
         self.emit(out).await?;
         if self.materialize.changed() || self.contents.epoch() == 0 {
             let snapshot = self.materialize.snapshot()?;
@@ -350,12 +351,25 @@ enum Event {
     Input(usize, Option<Message>),
 }
 
-/// Receives from an optional input; an absent input never yields.
-async fn recv_opt(rx: Option<&mut mpsc::Receiver<Message>>) -> Option<Message> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
+/// Receives the next message of any input, starting the scan at a
+/// rotating position so a busy input cannot starve the others. `None`
+/// means that input closed.
+async fn recv_any(
+    inputs: &mut [mpsc::Receiver<Message>],
+    turn: &mut usize,
+) -> (usize, Option<Message>) {
+    let n = inputs.len();
+    std::future::poll_fn(|cx| {
+        for k in 0..n {
+            let i = (*turn + k) % n;
+            if let std::task::Poll::Ready(m) = inputs[i].poll_recv(cx) {
+                *turn = (i + 1) % n;
+                return std::task::Poll::Ready((i, m));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Sends to every downstream view, forgetting the ones that are gone.

@@ -142,6 +142,11 @@ impl Drop for Postgres {
 /// Normalizes a value for comparison across engines: numbers compare by
 /// value (PostgreSQL prints numeric averages with many digits), NULL stays.
 pub fn normalize(v: &str) -> String {
+    // Timestamps: streamlake prints six fractional digits, PostgreSQL only
+    // the significant ones.
+    if v.len() > 19 && v.as_bytes()[10] == b' ' && v.as_bytes()[19] == b'.' {
+        return v.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
     match v.parse::<f64>() {
         Ok(f) if v.chars().any(|c| c.is_ascii_digit()) => {
             // Twelve significant digits: equal sums/averages print equal.

@@ -190,6 +190,13 @@ fn send_signal(pid: u32, signal: &str) {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A failing test shows what the server said last.
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+            eprintln!("--- server log (last 60 lines) ---\n{tail}");
+        }
         self.kill9();
     }
 }
@@ -230,7 +237,7 @@ pub async fn rows(client: &Client, sql: &str) -> Vec<Vec<String>> {
     let msgs = client
         .simple_query(sql)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
     msgs.into_iter()
         .filter_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(r) => Some(

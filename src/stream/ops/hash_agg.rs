@@ -17,6 +17,13 @@
 //! finds the next one. Output is held until the barrier, so a group changed
 //! many times in an epoch emits one update. A global aggregate (no GROUP BY)
 //! always has exactly one row, even over empty input.
+//!
+//! `FILTER (WHERE …)` masks the rows an aggregate sees; `DISTINCT` keeps a
+//! counted set of the argument values per group and passes a value on only
+//! when its count goes from 0 to 1 (or back), so the accumulator behind it
+//! sees each distinct value once. string_agg and array_agg keep the values
+//! in their ORDER BY (then value order) and rebuild the result for the
+//! groups that changed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -51,6 +58,10 @@ pub enum AggKind {
     /// first_value/last_value by the aggregate's ORDER BY (DISTINCT ON).
     First,
     Last,
+    /// string_agg(value, delimiter [ORDER BY …]): NULL values skipped.
+    StringAgg,
+    /// array_agg(value [ORDER BY …]): NULL values kept.
+    ArrayAgg,
 }
 
 /// One aggregate of the node.
@@ -59,8 +70,15 @@ pub struct AggSpec {
     /// The argument; `None` for count(*).
     pub input: Option<Arc<dyn PhysicalExpr>>,
     pub output_type: DataType,
-    /// For first/last: the ordering, as expressions with their sort fields.
+    /// For first/last, string_agg and array_agg: the ordering, as
+    /// expressions with their sort fields.
     pub order_by: Vec<(Arc<dyn PhysicalExpr>, SortField)>,
+    /// `FILTER (WHERE …)`: rows where it is not true are not aggregated.
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// `agg(DISTINCT …)`.
+    pub distinct: bool,
+    /// string_agg's delimiter.
+    pub delimiter: Option<String>,
 }
 
 /// A value of first/last with its place in the ORDER BY: (encoded sort
@@ -107,6 +125,8 @@ struct Group {
     key: Vec<ScalarValue>,
     rows: i64,
     accs: Vec<Acc>,
+    /// For DISTINCT aggregates: how many live rows carry each argument value.
+    seen: Vec<Option<HashMap<Box<[u8]>, i64>>>,
     emitted: Option<Vec<ScalarValue>>,
     dirty: bool,
 }
@@ -123,7 +143,8 @@ enum Input {
     MomentsInt,
     MomentsFloat,
     Bool,
-    /// first/last: values and sort keys encoded with these converters.
+    /// first/last, string_agg, array_agg: values and sort keys encoded
+    /// with these converters.
     ByOrder(RowConverter, RowConverter),
 }
 
@@ -131,6 +152,8 @@ pub struct HashAggOperator {
     group_exprs: Vec<Arc<dyn PhysicalExpr>>,
     aggs: Vec<AggSpec>,
     inputs: Vec<Input>,
+    /// Encoders of DISTINCT aggregates' arguments.
+    distinct: Vec<Option<RowConverter>>,
     schema: SchemaRef,
     key_converter: RowConverter,
     index: HashMap<Box<[u8]>, usize>,
@@ -170,7 +193,10 @@ impl HashAggOperator {
                     Some(t),
                 ) if t.is_numeric() => Input::MomentsFloat,
                 (AggKind::BoolAnd | AggKind::BoolOr, Some(DataType::Boolean)) => Input::Bool,
-                (AggKind::First | AggKind::Last, Some(t)) => Input::ByOrder(
+                (
+                    AggKind::First | AggKind::Last | AggKind::StringAgg | AggKind::ArrayAgg,
+                    Some(t),
+                ) => Input::ByOrder(
                     RowConverter::new(vec![SortField::new(t.clone())])?,
                     RowConverter::new(spec.order_by.iter().map(|(_, f)| f.clone()).collect())?,
                 ),
@@ -181,10 +207,19 @@ impl HashAggOperator {
                 }
             });
         }
+        let distinct = aggs
+            .iter()
+            .zip(&input_types)
+            .map(|(spec, ty)| match (spec.distinct, ty) {
+                (true, Some(t)) => Ok(Some(RowConverter::new(vec![SortField::new(t.clone())])?)),
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut op = HashAggOperator {
             group_exprs,
             aggs,
             inputs,
+            distinct,
             schema,
             key_converter,
             index: HashMap::new(),
@@ -221,11 +256,17 @@ impl HashAggOperator {
                 Input::ByOrder(..) => Acc::Ordered(BTreeMap::new()),
             })
             .collect();
+        let seen = self
+            .distinct
+            .iter()
+            .map(|d| d.as_ref().map(|_| HashMap::new()))
+            .collect();
         let id = self.groups.len();
         self.groups.push(Group {
             key,
             rows: 0,
             accs,
+            seen,
             emitted: None,
             // A global aggregate emits its row at the first barrier.
             dirty: true,
@@ -292,6 +333,10 @@ impl HashAggOperator {
                     input,
                     &spec.output_type,
                 )?,
+                (AggKind::StringAgg, Acc::Ordered(m)) => {
+                    string_agg(m, input, spec.delimiter.as_deref().unwrap_or(""))?
+                }
+                (AggKind::ArrayAgg, Acc::Ordered(m)) => array_agg(m, input, &spec.output_type)?,
                 (AggKind::BoolAnd, Acc::Bools { t, f }) => {
                     ScalarValue::Boolean((t + f > 0).then_some(*f == 0))
                 }
@@ -309,6 +354,60 @@ impl HashAggOperator {
         }
         Ok(Some(row))
     }
+}
+
+/// Decodes the values of an ordered multiset, each as often as it occurs,
+/// in order.
+fn ordered_values(m: &BTreeMap<SortedValue, i64>, input: &Input) -> Result<Option<ArrayRef>> {
+    let Input::ByOrder(conv, _) = input else {
+        return Err(Error::Internal(
+            "ordered aggregate without its encoder".into(),
+        ));
+    };
+    if m.is_empty() {
+        return Ok(None);
+    }
+    let parser = conv.parser();
+    let rows = m
+        .iter()
+        .flat_map(|((_, v), n)| std::iter::repeat_n(v, (*n).max(0) as usize))
+        .map(|v| parser.parse(v));
+    Ok(Some(conv.convert_rows(rows)?.remove(0)))
+}
+
+fn string_agg(
+    m: &BTreeMap<SortedValue, i64>,
+    input: &Input,
+    delimiter: &str,
+) -> Result<ScalarValue> {
+    let Some(values) = ordered_values(m, input)? else {
+        return Ok(ScalarValue::Utf8(None));
+    };
+    let values = cast(&values, &DataType::Utf8)?;
+    let values = values.as_string::<i32>();
+    let mut out = String::new();
+    for (i, v) in values.iter().flatten().enumerate() {
+        if i > 0 {
+            out.push_str(delimiter);
+        }
+        out.push_str(v);
+    }
+    Ok(ScalarValue::Utf8(Some(out)))
+}
+
+fn array_agg(m: &BTreeMap<SortedValue, i64>, input: &Input, out: &DataType) -> Result<ScalarValue> {
+    let Some(values) = ordered_values(m, input)? else {
+        return Ok(ScalarValue::try_from(out)?);
+    };
+    let nullable = match out {
+        DataType::List(f) => f.is_nullable(),
+        _ => true,
+    };
+    Ok(
+        datafusion::common::utils::SingleRowListArrayBuilder::new(values)
+            .with_nullable(nullable)
+            .build_list_scalar(),
+    )
 }
 
 fn ordered_value(value: Option<&[u8]>, input: &Input, out: &DataType) -> Result<ScalarValue> {
@@ -403,11 +502,24 @@ impl Operator for HashAggOperator {
             Vec::with_capacity(self.aggs.len());
         // (aggregate index, encoded sort keys) for first/last.
         let mut order_keys: Vec<(usize, datafusion::arrow::row::Rows)> = Vec::new();
+        // FILTER masks and DISTINCT argument encodings, per aggregate.
+        let mut masks: Vec<Option<datafusion::arrow::array::BooleanArray>> =
+            Vec::with_capacity(self.aggs.len());
+        let mut distinct_values: Vec<Option<datafusion::arrow::row::Rows>> =
+            Vec::with_capacity(self.aggs.len());
         for (agg_idx, (spec, input)) in self.aggs.iter().zip(&self.inputs).enumerate() {
             let arr = match &spec.input {
                 Some(e) => Some(evaluate(e, batch)?),
                 None => None,
             };
+            masks.push(match &spec.filter {
+                Some(f) => Some(evaluate(f, batch)?.as_boolean().clone()),
+                None => None,
+            });
+            distinct_values.push(match (&self.distinct[agg_idx], &arr) {
+                (Some(conv), Some(a)) => Some(conv.convert_columns(std::slice::from_ref(a))?),
+                _ => None,
+            });
             let (arg, enc) = match (input, arr) {
                 (Input::Int | Input::MomentsInt, Some(a)) => {
                     (Some(cast(&a, &DataType::Int64)?), None)
@@ -462,8 +574,31 @@ impl Operator for HashAggOperator {
                 let Some(arg) = &args[a] else {
                     continue; // count(*)
                 };
-                if arg.is_null(row_idx) {
+                if let Some(mask) = &masks[a]
+                    && !(mask.is_valid(row_idx) && mask.value(row_idx))
+                {
                     continue;
+                }
+                // array_agg keeps NULLs; every other aggregate skips them.
+                if arg.is_null(row_idx) && self.aggs[a].kind != AggKind::ArrayAgg {
+                    continue;
+                }
+                let mut w = w;
+                if let (Some(seen), Some(values)) = (&mut group.seen[a], &distinct_values[a]) {
+                    // Only the first copy of a value in, the last one out.
+                    let v = values.row(row_idx);
+                    let before = seen.get(v.as_ref()).copied().unwrap_or(0);
+                    let after = before + w;
+                    if after == 0 {
+                        seen.remove(v.as_ref());
+                    } else {
+                        seen.insert(Box::from(v.as_ref()), after);
+                    }
+                    w = match (before > 0, after > 0) {
+                        (false, true) => 1,
+                        (true, false) => -1,
+                        _ => continue,
+                    };
                 }
                 match acc {
                     Acc::Count(c) => *c += w,

@@ -1,5 +1,8 @@
 //! Top-N per group: `ROW_NUMBER() OVER (PARTITION BY … ORDER BY …)` kept to
-//! the rows numbered 1..=N — deduplication when N is 1.
+//! the rows numbered 1..=N — deduplication when N is 1 — and likewise
+//! `RANK()` (ties share a rank, so more than N rows may qualify) and
+//! `DENSE_RANK()`. Without a partition and without the number column it is
+//! a view's global `ORDER BY … LIMIT n OFFSET k`.
 //!
 //! ```text
 //!   chunk ──▶ partition key ──▶ ordered multiset (sort key, row) ──▶ dirty
@@ -29,11 +32,33 @@ use crate::stream::operator::Operator;
 /// A row's place in its partition: (encoded sort key, encoded row).
 type Ranked = (Box<[u8]>, Box<[u8]>);
 
+/// How rows are numbered in their partition's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Numbering {
+    /// 1, 2, 3, … (ties broken by the whole row, so it is deterministic).
+    RowNumber,
+    /// 1, 1, 3, …: one more than the number of rows strictly before.
+    Rank,
+    /// 1, 1, 2, …: one more than the number of distinct keys before.
+    DenseRank,
+}
+
+/// What the operator emits.
+#[derive(Debug, Clone, Copy)]
+pub struct TopNSpec {
+    pub numbering: Numbering,
+    /// Keep rows numbered `skip + 1 ..= limit`.
+    pub limit: usize,
+    pub skip: usize,
+    /// Append the number as the last column (the window function's value).
+    pub with_number: bool,
+}
+
 #[derive(Default)]
 struct Partition {
     rows: BTreeMap<Ranked, i64>,
-    /// Rows emitted at the last barrier, in rank order.
-    emitted: Vec<Box<[u8]>>,
+    /// (row, number) emitted at the last barrier, in order.
+    emitted: Vec<(Box<[u8]>, u64)>,
     dirty: bool,
 }
 
@@ -43,8 +68,8 @@ pub struct TopNOperator {
     order_by: Vec<Arc<dyn PhysicalExpr>>,
     order_converter: RowConverter,
     rows: RowConverter,
-    limit: usize,
-    /// Input columns plus the row number.
+    spec: TopNSpec,
+    /// Input columns, plus the number if `spec.with_number`.
     schema: SchemaRef,
     partitions: HashMap<Box<[u8]>, Partition>,
     dirty: Vec<Box<[u8]>>,
@@ -58,7 +83,7 @@ impl TopNOperator {
         order_by: Vec<Arc<dyn PhysicalExpr>>,
         order_types: Vec<(DataType, SortOptions)>,
         input_schema: &SchemaRef,
-        limit: usize,
+        spec: TopNSpec,
         schema: SchemaRef,
     ) -> Result<TopNOperator> {
         Ok(TopNOperator {
@@ -80,7 +105,7 @@ impl TopNOperator {
                     .map(|f| SortField::new(f.data_type().clone()))
                     .collect(),
             )?,
-            limit,
+            spec,
             schema,
             partitions: HashMap::new(),
             dirty: Vec::new(),
@@ -144,28 +169,8 @@ impl Operator for TopNOperator {
                 continue;
             };
             p.dirty = false;
-            let mut top: Vec<Box<[u8]>> = Vec::with_capacity(self.limit);
-            'fill: for ((_, row), &count) in &p.rows {
-                for _ in 0..count {
-                    if top.len() == self.limit {
-                        break 'fill;
-                    }
-                    top.push(row.clone());
-                }
-            }
-            let len = p.emitted.len().max(top.len());
-            for rank in 0..len {
-                let (old, new) = (p.emitted.get(rank), top.get(rank));
-                if old == new {
-                    continue;
-                }
-                if let Some(o) = old {
-                    changes.push((o.clone(), rank as u64 + 1, Op::Delete));
-                }
-                if let Some(n) = new {
-                    changes.push((n.clone(), rank as u64 + 1, Op::Insert));
-                }
-            }
+            let top = self.spec.top(&p.rows);
+            diff_sorted(&p.emitted, &top, &mut changes);
             p.emitted = top;
             if p.rows.is_empty() {
                 self.partitions.remove(&key);
@@ -180,13 +185,73 @@ impl Operator for TopNOperator {
         let mut columns = self
             .rows
             .convert_rows(changes.iter().map(|(r, _, _)| parser.parse(r)))?;
-        let ranks: ArrayRef = Arc::new(UInt64Array::from_iter_values(
-            changes.iter().map(|(_, n, _)| *n),
-        ));
-        columns.push(ranks);
+        if self.spec.with_number {
+            let ranks: ArrayRef = Arc::new(UInt64Array::from_iter_values(
+                changes.iter().map(|(_, n, _)| *n),
+            ));
+            columns.push(ranks);
+        }
         let batch = crate::storage::files::conform_columns(columns, &self.schema)?;
         let ops = changes.into_iter().map(|(_, _, op)| op).collect();
         out.push(Chunk::new(batch, ops));
         Ok(())
+    }
+}
+
+impl TopNSpec {
+    /// The rows of a partition this spec keeps, with their numbers, in
+    /// order. Reads only as far as the last kept row.
+    fn top(&self, rows: &BTreeMap<Ranked, i64>) -> Vec<(Box<[u8]>, u64)> {
+        let mut top = Vec::new();
+        let mut position = 0u64;
+        let mut distinct = 0u64;
+        let mut number = 0u64;
+        let mut previous: Option<&[u8]> = None;
+        'fill: for ((key, row), &count) in rows {
+            let new_key = previous != Some(&key[..]);
+            previous = Some(&key[..]);
+            if new_key {
+                distinct += 1;
+            }
+            for copy in 0..count.max(0) {
+                position += 1;
+                number = match self.numbering {
+                    Numbering::RowNumber => position,
+                    Numbering::Rank if new_key && copy == 0 => position,
+                    Numbering::Rank => number,
+                    Numbering::DenseRank => distinct,
+                };
+                if number > self.limit as u64 {
+                    break 'fill;
+                }
+                if number > self.skip as u64 {
+                    top.push((row.clone(), number));
+                }
+            }
+        }
+        top
+    }
+}
+
+/// The changes from `old` to `new` (both lists of (row, number)): what
+/// is in one and not the other, as deletes and inserts. Equal entries,
+/// however they moved, produce nothing.
+fn diff_sorted(
+    old: &[(Box<[u8]>, u64)],
+    new: &[(Box<[u8]>, u64)],
+    changes: &mut Vec<(Box<[u8]>, u64, Op)>,
+) {
+    let mut counts: HashMap<(&[u8], u64), i64> = HashMap::new();
+    for (r, n) in old {
+        *counts.entry((r, *n)).or_default() -= 1;
+    }
+    for (r, n) in new {
+        *counts.entry((r, *n)).or_default() += 1;
+    }
+    for ((r, n), c) in counts {
+        let op = if c < 0 { Op::Delete } else { Op::Insert };
+        for _ in 0..c.abs() {
+            changes.push((Box::from(r), n, op));
+        }
     }
 }
