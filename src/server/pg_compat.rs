@@ -102,6 +102,83 @@ impl ScalarUDFImpl for Version {
     }
 }
 
+/// `current_setting(name)` for the server settings clients read. Session
+/// settings changed with SET are not seen here (DataFusion keeps those in
+/// its own config); an unknown name is an error, as in PostgreSQL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CurrentSetting {
+    signature: Signature,
+}
+
+const SETTINGS: &[(&str, &str)] = &[
+    ("default_table_access_method", "heap"),
+    ("server_version", "16.6"),
+    ("server_version_num", "160006"),
+    ("server_encoding", "UTF8"),
+    ("client_encoding", "UTF8"),
+    ("datestyle", "ISO, MDY"),
+    ("timezone", "UTC"),
+    ("search_path", "\"$user\", public"),
+    ("standard_conforming_strings", "on"),
+    ("integer_datetimes", "on"),
+    ("max_identifier_length", "63"),
+    ("default_transaction_isolation", "read committed"),
+    ("transaction_isolation", "read committed"),
+    ("default_transaction_read_only", "off"),
+    ("transaction_read_only", "off"),
+    ("lc_collate", "C"),
+    ("lc_ctype", "C"),
+];
+
+impl ScalarUDFImpl for CurrentSetting {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        "current_setting"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let lookup = |name: &str| -> Result<String> {
+            SETTINGS
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.to_string())
+                .ok_or_else(|| {
+                    datafusion::error::DataFusionError::Plan(format!(
+                        "unrecognized configuration parameter \"{name}\""
+                    ))
+                })
+        };
+        match &args.args[0] {
+            ColumnarValue::Scalar(v) => Ok(ColumnarValue::Scalar(ScalarValue::Utf8(
+                match v.cast_to(&DataType::Utf8)? {
+                    ScalarValue::Utf8(Some(name)) => Some(lookup(&name)?),
+                    _ => None,
+                },
+            ))),
+            ColumnarValue::Array(a) => {
+                let names = datafusion::arrow::compute::cast(a, &DataType::Utf8)?;
+                let names = datafusion::arrow::array::AsArray::as_string::<i32>(&names);
+                let values = names
+                    .iter()
+                    .map(|n| n.map(lookup).transpose())
+                    .collect::<Result<datafusion::arrow::array::StringArray>>()?;
+                Ok(ColumnarValue::Array(std::sync::Arc::new(values)))
+            }
+        }
+    }
+}
+
 /// The extra functions to register on every session context.
 pub fn functions() -> Vec<ScalarUDF> {
     let version = ScalarUDF::new_from_impl(Version {
@@ -121,7 +198,11 @@ pub fn functions() -> Vec<ScalarUDF> {
             signature: Signature::any(1, Volatility::Stable),
         })
     });
-    std::iter::once(version)
+    let current_setting = ScalarUDF::new_from_impl(CurrentSetting {
+        signature: Signature::any(1, Volatility::Stable),
+    });
+    [version, current_setting]
+        .into_iter()
         .chain(visible)
         .chain(
             [

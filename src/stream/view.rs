@@ -420,6 +420,10 @@ impl TableProvider for ViewTable {
         TableType::View
     }
 
+    fn get_table_definition(&self) -> Option<&str> {
+        Some(&self.definition)
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,

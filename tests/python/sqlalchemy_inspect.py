@@ -1,7 +1,8 @@
 """SQLAlchemy's inspector over streamlake: table names, columns with types
 and nullability, primary keys (pg_constraint and pg_index rows built from
-the tables' keys; the key columns come in column order), and the index,
-unique and foreign key reflection that finds none. Usage:
+the tables' keys; the key columns come in column order), the index,
+unique and foreign key reflection that finds none, whole-table reflection
+and materialized view names. Usage:
 sqlalchemy_inspect.py PORT"""
 import sys
 
@@ -46,4 +47,17 @@ with engine.connect() as conn:
 insp = sa.inspect(engine)
 pk = insp.get_pk_constraint("stock")
 assert pk["constrained_columns"] == ["id"], pk
+
+# Whole-table reflection (it also reads table options via current_setting).
+stock = sa.Table("stock", sa.MetaData(), autoload_with=engine)
+assert [c.name for c in stock.columns] == ["id", "sku"], stock.columns
+assert [c.name for c in stock.primary_key] == ["id"], stock.primary_key
+
+# Materialized views are listed as such, not as tables.
+with engine.connect() as conn:
+    conn.execute(sa.text("CREATE MATERIALIZED VIEW stock_count AS SELECT count(*) AS n FROM stock"))
+    conn.commit()
+insp = sa.inspect(engine)
+assert insp.get_materialized_view_names() == ["stock_count"], insp.get_materialized_view_names()
+assert "stock_count" not in insp.get_table_names(), insp.get_table_names()
 print("sqlalchemy checks passed")

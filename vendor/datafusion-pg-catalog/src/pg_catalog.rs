@@ -35,6 +35,7 @@ pub mod pg_constraint;
 pub mod pg_database;
 pub mod pg_get_expr_udf;
 pub mod pg_index;
+pub mod pg_matviews;
 pub mod pg_namespace;
 pub mod pg_replication_slot;
 pub mod pg_roles;
@@ -453,7 +454,10 @@ impl<C: CatalogInfo, P: PgCatalogContextProvider> PgCatalogSchemaProvider<C, P> 
             }
 
             PG_CATALOG_VIEW_PG_VIEWS => Ok(Some(pg_views::pg_views().into())),
-            PG_CATALOG_VIEW_PG_MATVIEWS => Ok(Some(pg_views::pg_matviews().into())),
+            PG_CATALOG_VIEW_PG_MATVIEWS => {
+                let table = Arc::new(pg_matviews::PgMatviewsTable::new(self.catalog_list.clone()));
+                Ok(Some(PgCatalogTable::Dynamic(table)))
+            }
             PG_CATALOG_VIEW_PG_STAT_USER_TABLES => Ok(Some(pg_views::pg_stat_user_tables().into())),
             PG_CATALOG_VIEW_PG_REPLICATION_SLOTS => {
                 Ok(Some(pg_replication_slot::pg_replication_slots().into()))

@@ -47,6 +47,16 @@ pub trait CatalogInfo: Clone + Send + Sync + Debug + 'static {
     ) -> Result<Option<Constraints>, DataFusionError> {
         Ok(None)
     }
+
+    /// streamlake patch: a view's defining query (pg_matviews.definition).
+    async fn table_definition(
+        &self,
+        _catalog_name: &str,
+        _schema_name: &str,
+        _table_name: &str,
+    ) -> Result<Option<String>, DataFusionError> {
+        Ok(None)
+    }
 }
 
 #[async_trait]
@@ -119,6 +129,23 @@ impl CatalogInfo for Arc<dyn CatalogProviderList> {
         if let Some(schema) = schema {
             let table = schema.table(table_name).await?;
             Ok(table.and_then(|t| t.constraints().cloned()))
+        } else {
+            Ok(None)
+        }
+    }
+
+    async fn table_definition(
+        &self,
+        catalog_name: &str,
+        schema_name: &str,
+        table_name: &str,
+    ) -> Result<Option<String>, DataFusionError> {
+        let schema = self
+            .catalog(catalog_name)
+            .and_then(|c| c.schema(schema_name));
+        if let Some(schema) = schema {
+            let table = schema.table(table_name).await?;
+            Ok(table.and_then(|t| t.get_table_definition().map(str::to_string)))
         } else {
             Ok(None)
         }

@@ -14,20 +14,6 @@ pub fn pg_views() -> EmptyTable {
     EmptyTable::new(schema)
 }
 
-pub fn pg_matviews() -> EmptyTable {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("schemaname", DataType::Utf8, true),
-        Field::new("matviewname", DataType::Utf8, true),
-        Field::new("matviewowner", DataType::Utf8, true),
-        Field::new("tablespace", DataType::Utf8, true),
-        Field::new("hasindexes", DataType::Boolean, true),
-        Field::new("ispopulated", DataType::Boolean, true),
-        Field::new("definition", DataType::Utf8, true),
-    ]));
-
-    EmptyTable::new(schema)
-}
-
 pub fn pg_stat_user_tables() -> EmptyTable {
     let schema = Arc::new(Schema::new(vec![
         Field::new("relid", DataType::Int32, false),
