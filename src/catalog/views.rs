@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::sql::view_plan;
 use crate::storage::table::LakeTable;
 use crate::stream::message::{Barrier, Epoch, EpochToken};
-use crate::stream::ops::materialize::MaterializeOperator;
+use crate::stream::ops::materialize::{Delta, MaterializeOperator};
 use crate::stream::view::{ViewContents, ViewTable, ViewTask};
 
 /// Table property holding a view's defining query.
@@ -117,11 +117,14 @@ impl super::Lake {
             root: lowered.root,
             materialize: MaterializeOperator::try_new(lowered.schema.clone())?,
             contents: contents.clone(),
-            persist: Box::new(move |epoch: Epoch, batch| {
+            persist: Box::new(move |epoch: Epoch, delta| {
                 let t = persist_to.clone();
                 Box::pin(async move {
                     let props = HashMap::from([(EPOCH_PROPERTY.to_string(), epoch.to_string())]);
-                    t.replace_all(batch, props).await
+                    match delta {
+                        Delta::Append(batches) => t.append_batches(batches, props).await,
+                        Delta::Replace(batch) => t.replace_all(batch, props).await,
+                    }
                 })
             }),
             control: control_rx,

@@ -183,6 +183,16 @@ impl LakeTable {
         self.inner.replace_all(batch, properties).await
     }
 
+    /// Appends rows in one snapshot (a view's insert-only epoch), with
+    /// `properties` in the snapshot summary.
+    pub async fn append_batches(
+        &self,
+        batches: Vec<RecordBatch>,
+        properties: HashMap<String, String>,
+    ) -> Result<()> {
+        self.inner.append_batches(batches, properties).await
+    }
+
     /// The table's Iceberg properties.
     pub fn properties(&self) -> HashMap<String, String> {
         self.inner.snapshot().metadata().properties().clone()
@@ -372,8 +382,38 @@ impl TableInner {
             keys.extend(pending);
         }
         send_all(&mut state.feeds, changes).await;
-        self.maybe_compact().await?;
+        self.maybe_compact(HashMap::new()).await?;
         Ok(rows)
+    }
+
+    /// Appends rows in one snapshot recording `properties` in its summary
+    /// (an append-only epoch of a view). No key checks, no change feed:
+    /// the view's task has both already.
+    async fn append_batches(
+        &self,
+        batches: Vec<RecordBatch>,
+        properties: HashMap<String, String>,
+    ) -> Result<()> {
+        let _state = self.writer.lock().await;
+        let table = self.snapshot();
+        let mut writer = FileWriter::new(&table, self.schema.clone()).await?;
+        for batch in batches {
+            writer
+                .write(crate::storage::files::conform(batch, &self.schema)?)
+                .await?;
+        }
+        let added = writer.finish().await?;
+        if added.is_empty() {
+            return Ok(());
+        }
+        let change = Change {
+            added,
+            properties: properties.clone(),
+            ..Default::default()
+        };
+        let table = commit::commit(&self.warehouse, &table, change).await?;
+        self.publish(table);
+        self.maybe_compact(properties).await
     }
 
     /// Replaces the whole contents with `batch` in one snapshot (a view's
@@ -548,7 +588,9 @@ impl TableInner {
     /// Merges small files once enough have piled up, so that many small
     /// INSERTs do not leave thousands of tiny files behind. Runs under the
     /// writer lock, after the statement's own commit.
-    async fn maybe_compact(&self) -> Result<()> {
+    /// `properties` go into the compaction's snapshot summary too (a view
+    /// keeps its epoch visible on the current snapshot).
+    async fn maybe_compact(&self, mut properties: HashMap<String, String>) -> Result<()> {
         let table = self.snapshot();
         let small: Vec<_> = commit::live_files(&table)
             .await?
@@ -570,7 +612,10 @@ impl TableInner {
         let change = Change {
             added: writer.finish().await?,
             removed,
-            properties: HashMap::from([("streamlake.statement".into(), "compact".into())]),
+            properties: {
+                properties.insert("streamlake.statement".into(), "compact".into());
+                properties
+            },
             rewrite_only: true,
         };
         let files = small.len();

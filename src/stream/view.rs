@@ -35,11 +35,11 @@ use crate::stream::chunk::Chunk;
 use crate::stream::graph::{Node, NodeKind};
 use crate::stream::message::{Barrier, Epoch, Message};
 use crate::stream::operator::{JoinSide, Operator};
-use crate::stream::ops::materialize::MaterializeOperator;
+use crate::stream::ops::materialize::{Delta, MaterializeOperator};
 
-/// Called with each new snapshot, before the epoch is passed on (the
+/// Called with each epoch's changes, before the epoch is passed on (the
 /// view's Iceberg commit).
-pub type Persist = Box<dyn FnMut(Epoch, RecordBatch) -> BoxFuture<'static, Result<()>> + Send>;
+pub type Persist = Box<dyn FnMut(Epoch, Delta) -> BoxFuture<'static, Result<()>> + Send>;
 
 /// A subscription: the rows to start from and the changes after them.
 pub type Subscription = (Vec<Chunk>, mpsc::Receiver<Message>);
@@ -59,9 +59,14 @@ pub struct ViewContents {
 #[derive(Debug, Clone)]
 struct Published {
     epoch: Epoch,
-    batch: Option<RecordBatch>,
+    /// The contents: a base batch and the batches appended since.
+    batches: Vec<RecordBatch>,
     failed: Option<String>,
 }
+
+/// Appended batches are merged into one when there are more than this many,
+/// so reads do not scan thousands of tiny batches.
+const MAX_PUBLISHED_BATCHES: usize = 64;
 
 impl ViewContents {
     pub fn new(schema: SchemaRef) -> Arc<ViewContents> {
@@ -69,7 +74,7 @@ impl ViewContents {
             schema,
             published: RwLock::new(Published {
                 epoch: 0,
-                batch: None,
+                batches: Vec::new(),
                 failed: None,
             }),
         })
@@ -80,12 +85,33 @@ impl ViewContents {
         self.published.read().expect("view lock").epoch
     }
 
-    fn publish(&self, epoch: Epoch, batch: Option<RecordBatch>) {
+    fn publish(&self, epoch: Epoch, delta: Option<Delta>) -> Result<()> {
+        let merged = match &delta {
+            Some(Delta::Append(new)) => {
+                let p = self.published.read().expect("view lock");
+                if p.batches.len() + new.len() > MAX_PUBLISHED_BATCHES {
+                    // Merge outside the write lock; reads go on meanwhile.
+                    let all: Vec<&RecordBatch> = p.batches.iter().chain(new).collect();
+                    Some(datafusion::arrow::compute::concat_batches(
+                        &self.schema,
+                        all,
+                    )?)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
         let mut p = self.published.write().expect("view lock");
         p.epoch = epoch;
-        if batch.is_some() {
-            p.batch = batch;
+        match (delta, merged) {
+            (None, _) => {}
+            (Some(Delta::Replace(batch)), _) | (Some(Delta::Append(_)), Some(batch)) => {
+                p.batches = vec![batch];
+            }
+            (Some(Delta::Append(new)), None) => p.batches.extend(new),
         }
+        Ok(())
     }
 
     fn fail(&self, why: String) {
@@ -98,7 +124,7 @@ impl ViewContents {
         if let Some(why) = &p.failed {
             return Err(Error::Internal(format!("materialized view stopped: {why}")));
         }
-        Ok(p.batch.iter().cloned().collect())
+        Ok(p.batches.clone())
     }
 }
 
@@ -334,11 +360,11 @@ impl ViewTask {
         let out = flush_node(&mut self.root, epoch)?;
         self.emit(out).await?;
         if self.materialize.changed() || self.contents.epoch() == 0 {
-            let snapshot = self.materialize.snapshot()?;
-            (self.persist)(epoch, snapshot.clone()).await?;
-            self.contents.publish(epoch, Some(snapshot));
+            let delta = self.materialize.delta()?;
+            (self.persist)(epoch, delta.clone()).await?;
+            self.contents.publish(epoch, Some(delta))?;
         } else {
-            self.contents.publish(epoch, None);
+            self.contents.publish(epoch, None)?;
         }
         // Pass the epoch on; our copy of its token drops with `barrier`.
         send_all(&mut self.downstream, Message::Barrier(barrier)).await;

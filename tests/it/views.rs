@@ -548,4 +548,31 @@ async fn view_tables_read_back_in_pyiceberg() {
         &[],
     );
     assert_eq!(got, expected);
+
+    // An append-only view commits each epoch's new rows as an append; an
+    // epoch with a delete rewrites it; either way the reader sees the rows.
+    c.batch_execute(
+        "CREATE MATERIALIZED VIEW big AS SELECT id, amount FROM sales WHERE amount > 6",
+    )
+    .await
+    .unwrap();
+    for sql in [
+        "INSERT INTO sales VALUES (5, 'eu', 50)",
+        "INSERT INTO sales VALUES (6, 'us', 60), (7, 'us', 1)",
+        "DELETE FROM sales WHERE id = 2",
+        "INSERT INTO sales VALUES (8, 'eu', 80)",
+    ] {
+        c.batch_execute(sql).await.unwrap();
+        c.batch_execute("FLUSH").await.unwrap();
+        let expected =
+            crate::python::pgwire_rows(&c, "SELECT id::text, amount::text FROM big").await;
+        let got =
+            crate::python::iceberg_rows(server.catalog_db().to_str().unwrap(), "public.big", &[]);
+        assert_eq!(got, expected, "after {sql}");
+    }
+    let ids = crate::support::rows(&c, "SELECT id FROM big ORDER BY id").await;
+    assert_eq!(
+        ids,
+        vec![vec!["1"], vec!["4"], vec!["5"], vec!["6"], vec!["8"]]
+    );
 }

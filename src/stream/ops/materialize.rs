@@ -3,10 +3,13 @@
 //! applies exactly: an insert adds one to its row's count, a delete takes
 //! one away.
 //!
-//! At a barrier the view publishes [`MaterializeOperator::snapshot`]: the
-//! rows with a positive count, decoded back into one Arrow batch. Reads see
-//! that snapshot until the next barrier, so every view answers as of the
-//! same epoch.
+//! At a barrier the view publishes the epoch's [`Delta`]: when every change
+//! since the last barrier was an insert (an append-only view, or an epoch
+//! that only added rows), just the new rows — appended to what reads see and
+//! committed to Iceberg as an append, work proportional to the change.
+//! Otherwise the rows with a positive count, decoded back into one Arrow
+//! batch, replace the contents. Reads see the published contents until the
+//! next barrier, so every view answers as of the same epoch.
 
 use std::collections::HashMap;
 
@@ -17,11 +20,25 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use crate::error::{Error, Result};
 use crate::stream::chunk::Chunk;
 
+/// What an epoch changed in a view.
+#[derive(Debug, Clone)]
+pub enum Delta {
+    /// Only inserts: these rows are added.
+    Append(Vec<RecordBatch>),
+    /// The whole contents, replacing the previous ones.
+    Replace(RecordBatch),
+}
+
 pub struct MaterializeOperator {
     schema: SchemaRef,
     converter: RowConverter,
     rows: HashMap<Box<[u8]>, i64>,
     changed: bool,
+    /// Inserted rows since the last delta, while no row was deleted.
+    appended: Vec<RecordBatch>,
+    /// A row was deleted (or nothing was published yet): the next delta
+    /// replaces the contents.
+    replace: bool,
 }
 
 impl MaterializeOperator {
@@ -38,6 +55,10 @@ impl MaterializeOperator {
             converter,
             rows: HashMap::new(),
             changed: true,
+            // The first publication replaces whatever an earlier run left
+            // in the view's table.
+            appended: Vec::new(),
+            replace: true,
         })
     }
 
@@ -69,6 +90,14 @@ impl MaterializeOperator {
             }
         }
         self.changed = true;
+        if !self.replace {
+            if chunk.ops.iter().all(|op| op.weight() > 0) {
+                self.appended.push(batch);
+            } else {
+                self.replace = true;
+                self.appended.clear();
+            }
+        }
         Ok(())
     }
 
@@ -83,10 +112,15 @@ impl MaterializeOperator {
         Ok((batch.num_rows() > 0).then(|| Chunk::uniform(batch, crate::stream::chunk::Op::Insert)))
     }
 
-    /// The current contents as one batch.
-    pub fn snapshot(&mut self) -> Result<RecordBatch> {
+    /// What changed since the last delta.
+    pub fn delta(&mut self) -> Result<Delta> {
         self.changed = false;
-        self.decode()
+        if std::mem::take(&mut self.replace) {
+            self.appended.clear();
+            Ok(Delta::Replace(self.decode()?))
+        } else {
+            Ok(Delta::Append(std::mem::take(&mut self.appended)))
+        }
     }
 
     fn decode(&self) -> Result<RecordBatch> {
