@@ -191,6 +191,14 @@ const VIEWS: &[(&str, &str)] = &[
         "SELECT window_start, window_end, count(*) AS n, max(amount) AS hi \
          FROM HOP(items, ts, INTERVAL '5 minutes', INTERVAL '15 minutes') GROUP BY window_start, window_end",
     ),
+    // A CTE and a subquery in FROM.
+    (
+        "v_cte",
+        "WITH per_grp AS (SELECT grp, sum(amount) AS total FROM items GROUP BY grp), \
+         labelled AS (SELECT p.grp, p.total, g.label FROM per_grp p LEFT JOIN groups_ref g ON p.grp = g.grp) \
+         SELECT label, count(*) AS grps, max(total) AS top FROM (SELECT * FROM labelled WHERE total IS NOT NULL) AS l \
+         GROUP BY label",
+    ),
     // Views on views: silver → gold.
     (
         "v_gold",
