@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::sql::view_plan;
 use crate::storage::table::LakeTable;
 use crate::stream::message::{Barrier, Epoch, EpochToken};
-use crate::stream::ops::materialize::{Delta, MaterializeOperator};
+use crate::stream::ops::materialize::MaterializeOperator;
 use crate::stream::view::{ViewContents, ViewTable, ViewTask};
 
 /// Table property holding a view's defining query.
@@ -93,7 +93,14 @@ impl super::Lake {
         };
         // Subscribe to each input: its rows now and its changes from exactly
         // that point (tables under their writer lock, views inside their
-        // task), so nothing is missed or counted twice.
+        // task), so nothing is missed or counted twice. No barrier may be
+        // injected meanwhile: a table subscribed twice (self-join, HOP) or
+        // two tables would otherwise see an epoch on one feed and not the
+        // other, and the view would wait for it forever. Barriers of epochs
+        // up to `start_epoch` can still arrive through upstream views; the
+        // task drops them (their changes are all there, in later epochs).
+        let barrier_guard = self.barrier.lock().await;
+        let start_epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);
         let mut backfills = Vec::new();
         let mut feeds = Vec::new();
         for input in &lowered.inputs {
@@ -109,22 +116,21 @@ impl super::Lake {
                 return Err(Error::UndefinedTable(input.clone()));
             }
         }
+        drop(barrier_guard);
         let contents = ViewContents::new(lowered.schema.clone());
         let persist_to = storage.clone();
         let (control_tx, control_rx) = tokio::sync::mpsc::channel(4);
         let task = ViewTask {
             name: name.to_string(),
             root: lowered.root,
+            start_epoch,
             materialize: MaterializeOperator::try_new(lowered.schema.clone())?,
             contents: contents.clone(),
-            persist: Box::new(move |epoch: Epoch, delta| {
+            persist: Box::new(move |epoch: Epoch, commit| {
                 let t = persist_to.clone();
                 Box::pin(async move {
                     let props = HashMap::from([(EPOCH_PROPERTY.to_string(), epoch.to_string())]);
-                    match delta {
-                        Delta::Append(batches) => t.append_batches(batches, props).await,
-                        Delta::Replace(batch) => t.replace_all(batch, props).await,
-                    }
+                    t.commit_view(commit, props).await
                 })
             }),
             control: control_rx,
@@ -241,8 +247,30 @@ impl super::Lake {
                 .await;
         }
         drop(token);
-        // Closed when the last copy of the token is dropped.
-        let _ = done.recv().await;
+        // Closed when the last copy of the token is dropped. A slow epoch
+        // says which views it is waiting for.
+        let mut waited = 0u64;
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(5), done.recv()).await {
+                Ok(_) => break,
+                Err(_) => {
+                    waited += 5;
+                    let behind: Vec<String> = self
+                        .views
+                        .lock()
+                        .expect("views lock")
+                        .keys()
+                        .filter(|name| {
+                            self.public
+                                .view(name)
+                                .is_some_and(|v| v.contents.epoch() < epoch)
+                        })
+                        .cloned()
+                        .collect();
+                    tracing::warn!(epoch, waited_s = waited, ?behind, "epoch not complete yet");
+                }
+            }
+        }
         Ok(epoch)
     }
 

@@ -14,17 +14,18 @@
 //!
 //! The compare-and-swap on the catalog row is the commit point: a crash
 //! before it leaves only unreferenced files behind, never a half-visible
-//! change. Removed files are copied-on-write by the caller, so every Iceberg
-//! reader (pyiceberg, DuckDB, Spark) sees exactly the live rows without
-//! having to understand delete files.
+//! change. Tables' removed files are copied-on-write by the caller, so every
+//! Iceberg reader sees exactly the live rows without having to understand
+//! delete files. Views may also add position delete files
+//! (`storage::deletes`), which every v2 reader applies.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use iceberg::spec::{
-    DataFile, DataFileFormat, FormatVersion, MAIN_BRANCH, ManifestFile, ManifestListWriter,
-    ManifestWriterBuilder, Operation, Snapshot, SnapshotReference, SnapshotRetention, Summary,
-    TableMetadataBuilder,
+    DataContentType, DataFile, DataFileFormat, FormatVersion, MAIN_BRANCH, ManifestContentType,
+    ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot,
+    SnapshotReference, SnapshotRetention, Summary, TableMetadataBuilder,
 };
 use iceberg::table::Table;
 use iceberg::{MetadataLocation, TableIdent};
@@ -38,6 +39,8 @@ use crate::storage::warehouse::Warehouse;
 pub struct Change {
     /// Data files to add (already written).
     pub added: Vec<DataFile>,
+    /// Position delete files to add (already written; views only).
+    pub added_deletes: Vec<DataFile>,
     /// Paths of live data files to remove.
     pub removed: HashSet<String>,
     /// Extra snapshot-summary properties (epoch, offsets, statement kind).
@@ -52,10 +55,11 @@ impl Change {
         if self.rewrite_only {
             return Operation::Replace;
         }
-        match (self.added.is_empty(), self.removed.is_empty()) {
-            (_, true) => Operation::Append,
-            (true, false) => Operation::Delete,
-            (false, false) => Operation::Overwrite,
+        let deletes = !self.removed.is_empty() || !self.added_deletes.is_empty();
+        match (self.added.is_empty(), deletes) {
+            (_, false) => Operation::Append,
+            (true, true) => Operation::Delete,
+            (false, true) => Operation::Overwrite,
         }
     }
 }
@@ -122,6 +126,8 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
     let mut total_files = 0u64;
     let mut total_records = 0u64;
     let mut total_size = 0u64;
+    let mut total_delete_files = 0u64;
+    let mut total_position_deletes = 0u64;
     let mut manifest_counter = 0u32;
     let mut next_manifest_path = || {
         manifest_counter += 1;
@@ -135,8 +141,13 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
         for f in &files {
             if change.removed.contains(f.data_file.file_path()) {
                 deleted_files += 1;
-                deleted_records += f.data_file.record_count();
+                if f.data_file.content_type() == DataContentType::Data {
+                    deleted_records += f.data_file.record_count();
+                }
                 deleted_size += f.data_file.file_size_in_bytes();
+            } else if f.data_file.content_type() != DataContentType::Data {
+                total_delete_files += 1;
+                total_position_deletes += f.data_file.record_count();
             } else {
                 total_files += 1;
                 total_records += f.data_file.record_count();
@@ -155,9 +166,12 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
             continue;
         }
         let output = file_io.new_output(next_manifest_path())?;
-        let mut writer =
-            ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec.clone())
-                .build_v2_data();
+        let builder =
+            ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec.clone());
+        let mut writer = match manifest_file.content {
+            ManifestContentType::Deletes => builder.build_v2_deletes(),
+            ManifestContentType::Data => builder.build_v2_data(),
+        };
         for f in kept {
             writer.add_existing_file(
                 f.data_file.clone(),
@@ -199,6 +213,21 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
     total_files += change.added.len() as u64;
     total_records += added_records;
     total_size += added_size;
+    let mut added_position_deletes = 0u64;
+    if !change.added_deletes.is_empty() {
+        let output = file_io.new_output(next_manifest_path())?;
+        let mut writer =
+            ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec.clone())
+                .build_v2_deletes();
+        for f in &change.added_deletes {
+            added_position_deletes += f.record_count();
+            total_size += f.file_size_in_bytes();
+            writer.add_file(f.clone(), sequence_number)?;
+        }
+        manifests.push(writer.write_manifest_file().await?);
+    }
+    total_delete_files += change.added_deletes.len() as u64;
+    total_position_deletes += added_position_deletes;
 
     let list_path = format!("{location}/metadata/snap-{snapshot_id}-0-{commit_uuid}.avro");
     let mut list_writer = ManifestListWriter::v2(
@@ -223,8 +252,12 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
     put("total-data-files", total_files);
     put("total-records", total_records);
     put("total-files-size", total_size);
-    put("total-delete-files", 0);
-    put("total-position-deletes", 0);
+    if !change.added_deletes.is_empty() {
+        put("added-delete-files", change.added_deletes.len() as u64);
+        put("added-position-deletes", added_position_deletes);
+    }
+    put("total-delete-files", total_delete_files);
+    put("total-position-deletes", total_position_deletes);
     put("total-equality-deletes", 0);
     let snapshot = Snapshot::builder()
         .with_snapshot_id(snapshot_id)

@@ -2,6 +2,7 @@
 //! commits, and the table provider that reads and writes them.
 
 pub mod commit;
+pub mod deletes;
 pub mod files;
 pub mod table;
 pub mod warehouse;

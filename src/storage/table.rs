@@ -55,6 +55,17 @@ const COMPACT_MIN_SMALL_FILES: usize = 16;
 /// Files below this size count as small.
 const SMALL_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// One epoch of a view as committed to its Iceberg table.
+#[derive(Debug, Default)]
+pub struct ViewCommit {
+    /// Rows to add (with `replace`, the whole contents).
+    pub rows: Option<RecordBatch>,
+    /// Rows gone: (data file path, position).
+    pub deleted: Vec<(String, i64)>,
+    /// Drop every current file first.
+    pub replace: bool,
+}
+
 /// A table provider over one Iceberg table.
 #[derive(Clone)]
 pub struct LakeTable {
@@ -173,24 +184,14 @@ impl LakeTable {
         self.inner.append(stream).await
     }
 
-    /// Replaces the table's contents in one snapshot (views persist each
-    /// epoch this way).
-    pub async fn replace_all(
+    /// Commits one epoch of a view (see [`ViewCommit`]); returns the data
+    /// files written, in row order, as (path, row count).
+    pub async fn commit_view(
         &self,
-        batch: RecordBatch,
+        commit: ViewCommit,
         properties: HashMap<String, String>,
-    ) -> Result<()> {
-        self.inner.replace_all(batch, properties).await
-    }
-
-    /// Appends rows in one snapshot (a view's insert-only epoch), with
-    /// `properties` in the snapshot summary.
-    pub async fn append_batches(
-        &self,
-        batches: Vec<RecordBatch>,
-        properties: HashMap<String, String>,
-    ) -> Result<()> {
-        self.inner.append_batches(batches, properties).await
+    ) -> Result<Vec<(String, u64)>> {
+        self.inner.commit_view(commit, properties).await
     }
 
     /// The table's Iceberg properties.
@@ -382,65 +383,56 @@ impl TableInner {
             keys.extend(pending);
         }
         send_all(&mut state.feeds, changes).await;
-        self.maybe_compact(HashMap::new()).await?;
+        self.maybe_compact().await?;
         Ok(rows)
     }
 
-    /// Appends rows in one snapshot recording `properties` in its summary
-    /// (an append-only epoch of a view). No key checks, no change feed:
-    /// the view's task has both already.
-    async fn append_batches(
+    /// Commits one epoch of a view: its new rows, the positions of the
+    /// rows it lost (a position delete file), or with `replace` its whole
+    /// contents in place of every current file. Returns the data files
+    /// written, in row order, as (path, row count).
+    async fn commit_view(
         &self,
-        batches: Vec<RecordBatch>,
+        commit: ViewCommit,
         properties: HashMap<String, String>,
-    ) -> Result<()> {
+    ) -> Result<Vec<(String, u64)>> {
         let _state = self.writer.lock().await;
         let table = self.snapshot();
         let mut writer = FileWriter::new(&table, self.schema.clone()).await?;
-        for batch in batches {
+        if let Some(rows) = commit.rows {
             writer
-                .write(crate::storage::files::conform(batch, &self.schema)?)
+                .write(crate::storage::files::conform(rows, &self.schema)?)
                 .await?;
         }
         let added = writer.finish().await?;
-        if added.is_empty() {
-            return Ok(());
-        }
-        let change = Change {
-            added,
-            properties: properties.clone(),
-            ..Default::default()
-        };
-        let table = commit::commit(&self.warehouse, &table, change).await?;
-        self.publish(table);
-        self.maybe_compact(properties).await
-    }
-
-    /// Replaces the whole contents with `batch` in one snapshot (a view's
-    /// per-epoch commit), recording `properties` in the snapshot summary.
-    async fn replace_all(
-        &self,
-        batch: RecordBatch,
-        properties: HashMap<String, String>,
-    ) -> Result<()> {
-        let _state = self.writer.lock().await;
-        let table = self.snapshot();
-        let mut writer = FileWriter::new(&table, self.schema.clone()).await?;
-        writer
-            .write(crate::storage::files::conform(batch, &self.schema)?)
-            .await?;
-        let removed = commit::live_files(&table)
-            .await?
-            .into_iter()
-            .flat_map(|(_, files)| files)
-            .map(|f| f.data_file.file_path().to_string())
+        let written = added
+            .iter()
+            .map(|f| (f.file_path().to_string(), f.record_count()))
             .collect();
-        let added = writer.finish().await?;
+        let removed = if commit.replace {
+            commit::live_files(&table)
+                .await?
+                .into_iter()
+                .flat_map(|(_, files)| files)
+                .map(|f| f.data_file.file_path().to_string())
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let added_deletes = if commit.deleted.is_empty() {
+            Vec::new()
+        } else {
+            vec![crate::storage::deletes::write_position_deletes(&table, commit.deleted).await?]
+        };
+        if added.is_empty() && added_deletes.is_empty() && removed.is_empty() && !commit.replace {
+            return Ok(written);
+        }
         let table = commit::commit(
             &self.warehouse,
             &table,
             Change {
                 added,
+                added_deletes,
                 removed,
                 properties,
                 rewrite_only: false,
@@ -448,7 +440,7 @@ impl TableInner {
         )
         .await?;
         self.publish(table);
-        Ok(())
+        Ok(written)
     }
 
     /// Copy-on-write DELETE (no assignments) or UPDATE.
@@ -551,6 +543,7 @@ impl TableInner {
                 if is_update { "update" } else { "delete" }.into(),
             )]),
             rewrite_only: false,
+            ..Default::default()
         };
         match commit::commit(&self.warehouse, &table, change).await {
             Ok(table) => self.publish(table),
@@ -588,9 +581,7 @@ impl TableInner {
     /// Merges small files once enough have piled up, so that many small
     /// INSERTs do not leave thousands of tiny files behind. Runs under the
     /// writer lock, after the statement's own commit.
-    /// `properties` go into the compaction's snapshot summary too (a view
-    /// keeps its epoch visible on the current snapshot).
-    async fn maybe_compact(&self, mut properties: HashMap<String, String>) -> Result<()> {
+    async fn maybe_compact(&self) -> Result<()> {
         let table = self.snapshot();
         let small: Vec<_> = commit::live_files(&table)
             .await?
@@ -612,11 +603,9 @@ impl TableInner {
         let change = Change {
             added: writer.finish().await?,
             removed,
-            properties: {
-                properties.insert("streamlake.statement".into(), "compact".into());
-                properties
-            },
+            properties: HashMap::from([("streamlake.statement".into(), "compact".into())]),
             rewrite_only: true,
+            ..Default::default()
         };
         let files = small.len();
         let table = commit::commit(&self.warehouse, &table, change).await?;

@@ -20,7 +20,7 @@ use std::any::Any;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{BooleanArray, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::datasource::{MemTable, TableProvider, TableType};
@@ -31,15 +31,18 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
+use crate::storage::table::ViewCommit;
 use crate::stream::chunk::Chunk;
 use crate::stream::graph::{Node, NodeKind};
 use crate::stream::message::{Barrier, Epoch, Message};
 use crate::stream::operator::{JoinSide, Operator};
-use crate::stream::ops::materialize::{Delta, MaterializeOperator};
+use crate::stream::ops::materialize::{Delta, MaterializeOperator, split};
 
 /// Called with each epoch's changes, before the epoch is passed on (the
-/// view's Iceberg commit).
-pub type Persist = Box<dyn FnMut(Epoch, Delta) -> BoxFuture<'static, Result<()>> + Send>;
+/// view's Iceberg commit); returns the data files written, in row order,
+/// as (path, row count).
+pub type Persist =
+    Box<dyn FnMut(Epoch, ViewCommit) -> BoxFuture<'static, Result<Vec<(String, u64)>>> + Send>;
 
 /// A subscription: the rows to start from and the changes after them.
 pub type Subscription = (Vec<Chunk>, mpsc::Receiver<Message>);
@@ -59,14 +62,11 @@ pub struct ViewContents {
 #[derive(Debug, Clone)]
 struct Published {
     epoch: Epoch,
-    /// The contents: a base batch and the batches appended since.
-    batches: Vec<RecordBatch>,
+    /// The contents, file by file as in the view's Iceberg table: each
+    /// file's rows and, once some were deleted, which are still live.
+    files: Vec<(RecordBatch, Option<BooleanArray>)>,
     failed: Option<String>,
 }
-
-/// Appended batches are merged into one when there are more than this many,
-/// so reads do not scan thousands of tiny batches.
-const MAX_PUBLISHED_BATCHES: usize = 64;
 
 impl ViewContents {
     pub fn new(schema: SchemaRef) -> Arc<ViewContents> {
@@ -74,7 +74,7 @@ impl ViewContents {
             schema,
             published: RwLock::new(Published {
                 epoch: 0,
-                batches: Vec::new(),
+                files: Vec::new(),
                 failed: None,
             }),
         })
@@ -85,32 +85,58 @@ impl ViewContents {
         self.published.read().expect("view lock").epoch
     }
 
-    fn publish(&self, epoch: Epoch, delta: Option<Delta>) -> Result<()> {
-        let merged = match &delta {
-            Some(Delta::Append(new)) => {
-                let p = self.published.read().expect("view lock");
-                if p.batches.len() + new.len() > MAX_PUBLISHED_BATCHES {
-                    // Merge outside the write lock; reads go on meanwhile.
-                    let all: Vec<&RecordBatch> = p.batches.iter().chain(new).collect();
-                    Some(datafusion::arrow::compute::concat_batches(
-                        &self.schema,
-                        all,
-                    )?)
-                } else {
-                    None
+    /// Publishes an epoch: its delta as written to `files` (path, rows).
+    fn publish(&self, epoch: Epoch, delta: Option<(&Delta, &[(String, u64)])>) -> Result<()> {
+        let Some((delta, written)) = delta else {
+            self.published.write().expect("view lock").epoch = epoch;
+            return Ok(());
+        };
+        // One slice per written file, so indexes match the table's files.
+        let slices = |batch: &RecordBatch| -> Vec<(RecordBatch, Option<BooleanArray>)> {
+            let mut offset = 0;
+            written
+                .iter()
+                .map(|(_, n)| {
+                    let s = batch.slice(offset, *n as usize);
+                    offset += *n as usize;
+                    (s, None)
+                })
+                .collect()
+        };
+        // Build the new file list outside the write lock; reads go on.
+        let mut files = match delta {
+            Delta::Replace(_) => Vec::new(),
+            Delta::Change { .. } => self.published.read().expect("view lock").files.clone(),
+        };
+        match delta {
+            Delta::Replace(batch) => files = slices(batch),
+            Delta::Change { inserted, deleted } => {
+                let mut by_file: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+                for l in deleted {
+                    let (f, pos) = split(*l);
+                    by_file.entry(f).or_default().push(pos);
+                }
+                for (f, positions) in by_file {
+                    let (batch, live) = files
+                        .get_mut(f)
+                        .ok_or_else(|| Error::Internal("delete in an unknown view file".into()))?;
+                    let mut mask: Vec<bool> = match live {
+                        Some(m) => m.values().iter().collect(),
+                        None => vec![true; batch.num_rows()],
+                    };
+                    for p in positions {
+                        mask[p] = false;
+                    }
+                    *live = Some(BooleanArray::from(mask));
+                }
+                if let Some(batch) = inserted {
+                    files.extend(slices(batch));
                 }
             }
-            _ => None,
-        };
+        }
         let mut p = self.published.write().expect("view lock");
         p.epoch = epoch;
-        match (delta, merged) {
-            (None, _) => {}
-            (Some(Delta::Replace(batch)), _) | (Some(Delta::Append(_)), Some(batch)) => {
-                p.batches = vec![batch];
-            }
-            (Some(Delta::Append(new)), None) => p.batches.extend(new),
-        }
+        p.files = files;
         Ok(())
     }
 
@@ -124,7 +150,15 @@ impl ViewContents {
         if let Some(why) = &p.failed {
             return Err(Error::Internal(format!("materialized view stopped: {why}")));
         }
-        Ok(p.batches.clone())
+        p.files
+            .iter()
+            .map(|(batch, live)| match live {
+                None => Ok(batch.clone()),
+                Some(mask) => Ok(datafusion::arrow::compute::filter_record_batch(
+                    batch, mask,
+                )?),
+            })
+            .collect()
     }
 }
 
@@ -204,6 +238,10 @@ pub struct ViewTask {
     pub name: String,
     /// The operator tree; its leaves are the inputs.
     pub root: Node,
+    /// The last epoch injected before the view subscribed: barriers up to
+    /// it come only on some inputs (through upstream views) and are
+    /// dropped.
+    pub start_epoch: Epoch,
     pub materialize: MaterializeOperator,
     pub contents: Arc<ViewContents>,
     pub persist: Persist,
@@ -293,10 +331,17 @@ impl ViewTask {
     ) -> Result<()> {
         match msg {
             Message::Chunk(c) => self.input(i, vec![c]).await,
+            Message::Barrier(b) if b.epoch <= self.start_epoch => Ok(()),
             Message::Barrier(b) => {
                 held[i] = Some(b);
                 if held.iter().all(Option::is_some) {
                     let barrier = held[0].clone().expect("all held");
+                    if held.iter().flatten().any(|h| h.epoch != barrier.epoch) {
+                        let epochs: Vec<Epoch> = held.iter().flatten().map(|h| h.epoch).collect();
+                        return Err(Error::Internal(format!(
+                            "inputs delivered different epochs at a barrier: {epochs:?}"
+                        )));
+                    }
                     held.iter_mut().for_each(|h| *h = None);
                     self.barrier(barrier).await
                 } else {
@@ -361,8 +406,9 @@ impl ViewTask {
         self.emit(out).await?;
         if self.materialize.changed() || self.contents.epoch() == 0 {
             let delta = self.materialize.delta()?;
-            (self.persist)(epoch, delta.clone()).await?;
-            self.contents.publish(epoch, Some(delta))?;
+            let written = (self.persist)(epoch, self.materialize.commit_of(&delta)).await?;
+            self.materialize.placed(&written)?;
+            self.contents.publish(epoch, Some((&delta, &written)))?;
         } else {
             self.contents.publish(epoch, None)?;
         }
