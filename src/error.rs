@@ -137,6 +137,14 @@ fn datafusion_message(e: &DataFusionError) -> String {
         return "null value violates not-null constraint".to_string();
     }
     let text = root.to_string();
+    // PostgreSQL's wording for an unknown relation: `relation "x" does not
+    // exist` (DataFusion says `table 'dev.public.x' not found`).
+    if let Some(rest) = text.split("table '").nth(1)
+        && let Some(name) = rest.strip_suffix("' not found")
+    {
+        let bare = name.rsplit('.').next().unwrap_or(name);
+        return format!("relation \"{bare}\" does not exist");
+    }
     for prefix in [
         "Error during planning: ",
         "Execution error: ",
