@@ -100,6 +100,8 @@ enum Acc {
     },
     /// Counted multiset of row-encoded values.
     Extreme(BTreeMap<Box<[u8]>, i64>),
+    /// The same for integers, without encoding (no allocation per value).
+    ExtremeInt(BTreeMap<i64, i64>),
     /// Count, sum and sum of squares: exact for integers (i128), so the
     /// variance after any retractions equals the batch result.
     MomentsInt {
@@ -140,6 +142,8 @@ enum Input {
     Float,
     /// min/max: values encoded with this converter.
     Ordered(RowConverter),
+    /// min/max of integers, kept as i64.
+    OrderedInt,
     MomentsInt,
     MomentsFloat,
     Bool,
@@ -176,6 +180,7 @@ impl HashAggOperator {
         for (spec, ty) in aggs.iter().zip(&input_types) {
             inputs.push(match (spec.kind, ty) {
                 (AggKind::CountStar, _) | (AggKind::Count, _) => Input::None,
+                (AggKind::Min | AggKind::Max, Some(t)) if t.is_integer() => Input::OrderedInt,
                 (AggKind::Min | AggKind::Max, Some(t)) => {
                     Input::Ordered(RowConverter::new(vec![SortField::new(t.clone())])?)
                 }
@@ -242,6 +247,7 @@ impl HashAggOperator {
                 Input::Int | Input::Decimal(_) => Acc::SumInt { sum: 0, n: 0 },
                 Input::Float => Acc::SumFloat { sum: 0.0, n: 0 },
                 Input::Ordered(_) => Acc::Extreme(BTreeMap::new()),
+                Input::OrderedInt => Acc::ExtremeInt(BTreeMap::new()),
                 Input::MomentsInt => Acc::MomentsInt {
                     n: 0,
                     sum: 0,
@@ -309,6 +315,10 @@ impl HashAggOperator {
                     input,
                     &spec.output_type,
                 )?,
+                (AggKind::Min, Acc::ExtremeInt(m)) => ScalarValue::Int64(m.keys().next().copied()),
+                (AggKind::Max, Acc::ExtremeInt(m)) => {
+                    ScalarValue::Int64(m.keys().next_back().copied())
+                }
                 (kind, Acc::MomentsInt { n, sum, sumsq }) => {
                     let (n, num) = (*n, *n as i128 * *sumsq - *sum * *sum);
                     moments(kind, n, num as f64).map_or_else(
@@ -521,7 +531,7 @@ impl Operator for HashAggOperator {
                 _ => None,
             });
             let (arg, enc) = match (input, arr) {
-                (Input::Int | Input::MomentsInt, Some(a)) => {
+                (Input::Int | Input::MomentsInt | Input::OrderedInt, Some(a)) => {
                     (Some(cast(&a, &DataType::Int64)?), None)
                 }
                 (Input::Float | Input::MomentsFloat, Some(a)) => {
@@ -650,6 +660,14 @@ impl Operator for HashAggOperator {
                         *c += w;
                         if *c == 0 {
                             map.remove(&k);
+                        }
+                    }
+                    Acc::ExtremeInt(map) => {
+                        let v = arg.as_primitive::<Int64Type>().value(row_idx);
+                        let c = map.entry(v).or_insert(0);
+                        *c += w;
+                        if *c == 0 {
+                            map.remove(&v);
                         }
                     }
                     Acc::Extreme(map) => {
