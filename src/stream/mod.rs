@@ -26,3 +26,8 @@ pub mod message;
 pub mod operator;
 pub mod ops;
 pub mod view;
+
+/// The hash map of operator state. Keys are Arrow row-format bytes from
+/// user data: foldhash is several times faster than the standard SipHash
+/// on them and still seeded per map, so collisions cannot be planned.
+pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

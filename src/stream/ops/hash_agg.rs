@@ -25,7 +25,9 @@
 //! in their ORDER BY (then value order) and rebuild the result for the
 //! groups that changed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::stream::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -227,7 +229,7 @@ impl HashAggOperator {
             distinct,
             schema,
             key_converter,
-            index: HashMap::new(),
+            index: HashMap::default(),
             groups: Vec::new(),
             dirty: Vec::new(),
         };
@@ -265,7 +267,7 @@ impl HashAggOperator {
         let seen = self
             .distinct
             .iter()
-            .map(|d| d.as_ref().map(|_| HashMap::new()))
+            .map(|d| d.as_ref().map(|_| HashMap::default()))
             .collect();
         let id = self.groups.len();
         self.groups.push(Group {

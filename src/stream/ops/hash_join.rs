@@ -14,7 +14,7 @@
 //! of the other side, never to either input. SQL equality never matches
 //! NULL keys; with `IS NOT DISTINCT FROM` keys they match each other.
 
-use std::collections::HashMap;
+use crate::stream::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
@@ -84,7 +84,7 @@ impl Side {
             keys,
             rows,
             null_row,
-            state: HashMap::new(),
+            state: HashMap::default(),
         })
     }
 }
@@ -264,7 +264,7 @@ fn bump(state: &mut HashMap<Box<[u8]>, RowCounts>, key: &[u8], row: &[u8], w: i6
             }
         }
         None => {
-            state.insert(Box::from(key), HashMap::from([(Box::from(row), w)]));
+            state.insert(Box::from(key), HashMap::from_iter([(Box::from(row), w)]));
         }
     }
 }

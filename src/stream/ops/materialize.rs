@@ -17,7 +17,8 @@
 //! contents. The published contents that reads see mirror the same files
 //! (see `stream::view`), so publishing is proportional to the change too.
 
-use std::collections::HashMap;
+use crate::stream::HashMap;
+use std::collections::hash_map::Entry;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -123,8 +124,8 @@ impl MaterializeOperator {
         Ok(MaterializeOperator {
             schema,
             converter,
-            placed: HashMap::new(),
-            pending: HashMap::new(),
+            placed: HashMap::default(),
+            pending: HashMap::default(),
             deleted: Vec::new(),
             placing: Vec::new(),
             files: Vec::new(),
@@ -282,13 +283,14 @@ impl MaterializeOperator {
             for _ in 1..n {
                 locs.push(next()?);
             }
-            match self.placed.get_mut(&key) {
-                Some(existing) => match locs {
-                    Locs::One(l) => existing.push(l),
-                    Locs::Many(v) => v.into_iter().for_each(|l| existing.push(l)),
+            // One lookup per row: the key moves in, never copied.
+            match self.placed.entry(key) {
+                Entry::Occupied(mut o) => match locs {
+                    Locs::One(l) => o.get_mut().push(l),
+                    Locs::Many(v) => v.into_iter().for_each(|l| o.get_mut().push(l)),
                 },
-                None => {
-                    self.placed.insert(key, locs);
+                Entry::Vacant(v) => {
+                    v.insert(locs);
                 }
             }
         }

@@ -15,7 +15,9 @@
 //! the whole row, so the numbering is deterministic. State holds every live
 //! row of each partition (a deleted leader must be replaced by the next).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::stream::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt64Array};
@@ -107,7 +109,7 @@ impl TopNOperator {
             )?,
             spec,
             schema,
-            partitions: HashMap::new(),
+            partitions: HashMap::default(),
             dirty: Vec::new(),
         })
     }
@@ -241,7 +243,7 @@ fn diff_sorted(
     new: &[(Box<[u8]>, u64)],
     changes: &mut Vec<(Box<[u8]>, u64, Op)>,
 ) {
-    let mut counts: HashMap<(&[u8], u64), i64> = HashMap::new();
+    let mut counts: HashMap<(&[u8], u64), i64> = HashMap::default();
     for (r, n) in old {
         *counts.entry((r, *n)).or_default() -= 1;
     }
