@@ -10,55 +10,21 @@
 //! Run: `cargo bench --bench tables` (BENCH_ROWS, BENCH_INSERT_ROWS and
 //! BENCH_GROUPS override the sizes). Results go in docs/benchmarks.md.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::SinkExt;
-use streamlake::config::{Config, ServeArgs};
-use streamlake::server::{self, Engine, Handlers};
-use tokio_postgres::NoTls;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
+mod common;
+use common::{env_usize, median, start_server};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let rows = env_usize("BENCH_ROWS", 10_000_000);
     let insert_rows = env_usize("BENCH_INSERT_ROWS", 200_000);
     let groups = env_usize("BENCH_GROUPS", 1_000);
-    let dir = tempfile::tempdir()?;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        l.local_addr()?.port()
-    };
-    let args = ServeArgs {
-        listen: Some(format!("127.0.0.1:{port}").parse()?),
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    };
-    let config = Config::resolve(&args)?;
-    let engine = Engine::open(&config).await?;
-    let listener = server::bind(config.listen).await?;
-    let handlers = Arc::new(Handlers::new(&engine, &config));
-    tokio::spawn(server::serve(listener, handlers));
-
-    let (client, conn) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={port} user=bench dbname=dev"),
-        NoTls,
-    )
-    .await?;
-    tokio::spawn(conn);
+    let (dir, client) = start_server().await?;
 
     println!("| benchmark | rows | time | rate |");
     println!("|---|---:|---:|---:|");

@@ -25,27 +25,15 @@
 //! one part. Results go in docs/benchmarks.md.
 
 use std::fmt::Write;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::SinkExt;
-use streamlake::config::{Config, ServeArgs};
-use streamlake::server::{self, Engine, Handlers};
 use tempfile::TempDir;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
+mod common;
+use common::{env_usize, median, start_server};
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -80,33 +68,6 @@ fn event_row(buf: &mut String, i: usize, keys: usize, rows: usize) {
         (i * 104_729) % rows,
         i % 1000
     );
-}
-
-/// A fresh server on its own data directory and a client connected to it.
-async fn start_server() -> anyhow::Result<(TempDir, Client)> {
-    let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let args = ServeArgs {
-        listen: Some(format!("127.0.0.1:{port}").parse()?),
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    };
-    let config = Config::resolve(&args)?;
-    let engine = Engine::open(&config).await?;
-    let listener = server::bind(config.listen).await?;
-    tokio::spawn(server::serve(
-        listener,
-        Arc::new(Handlers::new(&engine, &config)),
-    ));
-    let (client, conn) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={port} user=bench dbname=dev"),
-        NoTls,
-    )
-    .await?;
-    tokio::spawn(conn);
-    Ok((dir, client))
 }
 
 /// `COPY table FROM STDIN` of `rows` text rows written by `row`.

@@ -24,7 +24,7 @@ use std::str::FromStr;
 
 use iceberg::spec::{
     DataContentType, DataFile, DataFileFormat, FormatVersion, MAIN_BRANCH, ManifestContentType,
-    ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot,
+    ManifestFile, ManifestListWriter, ManifestWriter, ManifestWriterBuilder, Operation, Snapshot,
     SnapshotReference, SnapshotRetention, Summary, TableMetadataBuilder,
 };
 use iceberg::table::Table;
@@ -165,13 +165,13 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
         if kept.is_empty() {
             continue;
         }
-        let output = file_io.new_output(next_manifest_path())?;
-        let builder =
-            ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec.clone());
-        let mut writer = match manifest_file.content {
-            ManifestContentType::Deletes => builder.build_v2_deletes(),
-            ManifestContentType::Data => builder.build_v2_data(),
-        };
+        let mut writer = manifest_writer(
+            file_io.new_output(next_manifest_path())?,
+            snapshot_id,
+            &schema,
+            &spec,
+            manifest_file.content,
+        );
         for f in kept {
             writer.add_existing_file(
                 f.data_file.clone(),
@@ -193,19 +193,40 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
 
     let mut added_records = 0u64;
     let mut added_size = 0u64;
-    if !change.added.is_empty() {
-        let output = file_io.new_output(next_manifest_path())?;
-        let mut writer =
-            ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec.clone())
-                .build_v2_data();
-        for f in &change.added {
-            if f.file_format() != DataFileFormat::Parquet {
-                return Err(Error::Internal(
-                    "only Parquet data files are written".into(),
-                ));
+    if change
+        .added
+        .iter()
+        .chain(&change.added_deletes)
+        .any(|f| f.file_format() != DataFileFormat::Parquet)
+    {
+        return Err(Error::Internal("only Parquet files are written".into()));
+    }
+    let mut added_position_deletes = 0u64;
+    for (files, content) in [
+        (&change.added, ManifestContentType::Data),
+        (&change.added_deletes, ManifestContentType::Deletes),
+    ] {
+        if files.is_empty() {
+            continue;
+        }
+        let mut writer = manifest_writer(
+            file_io.new_output(next_manifest_path())?,
+            snapshot_id,
+            &schema,
+            &spec,
+            content,
+        );
+        for f in files {
+            match content {
+                ManifestContentType::Data => {
+                    added_records += f.record_count();
+                    added_size += f.file_size_in_bytes();
+                }
+                ManifestContentType::Deletes => {
+                    added_position_deletes += f.record_count();
+                    total_size += f.file_size_in_bytes();
+                }
             }
-            added_records += f.record_count();
-            added_size += f.file_size_in_bytes();
             writer.add_file(f.clone(), sequence_number)?;
         }
         manifests.push(writer.write_manifest_file().await?);
@@ -213,19 +234,6 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
     total_files += change.added.len() as u64;
     total_records += added_records;
     total_size += added_size;
-    let mut added_position_deletes = 0u64;
-    if !change.added_deletes.is_empty() {
-        let output = file_io.new_output(next_manifest_path())?;
-        let mut writer =
-            ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec.clone())
-                .build_v2_deletes();
-        for f in &change.added_deletes {
-            added_position_deletes += f.record_count();
-            total_size += f.file_size_in_bytes();
-            writer.add_file(f.clone(), sequence_number)?;
-        }
-        manifests.push(writer.write_manifest_file().await?);
-    }
     total_delete_files += change.added_deletes.len() as u64;
     total_position_deletes += added_position_deletes;
 
@@ -299,6 +307,22 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
         .swap_metadata_location(table.identifier(), &old_location, &new_location.to_string())
         .await?;
     warehouse.load_table(table.identifier()).await
+}
+
+/// A manifest writer of the new snapshot, for data or delete files.
+fn manifest_writer(
+    output: iceberg::io::OutputFile,
+    snapshot_id: i64,
+    schema: &iceberg::spec::SchemaRef,
+    spec: &iceberg::spec::PartitionSpec,
+    content: ManifestContentType,
+) -> ManifestWriter {
+    let builder =
+        ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec.clone());
+    match content {
+        ManifestContentType::Deletes => builder.build_v2_deletes(),
+        ManifestContentType::Data => builder.build_v2_data(),
+    }
 }
 
 fn new_snapshot_id(table: &Table) -> i64 {

@@ -20,7 +20,7 @@ use std::any::Any;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{BooleanArray, RecordBatch};
+use datafusion::arrow::array::{BooleanArray, BooleanBufferBuilder, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::datasource::{MemTable, TableProvider, TableType};
@@ -120,14 +120,16 @@ impl ViewContents {
                     let (batch, live) = files
                         .get_mut(f)
                         .ok_or_else(|| Error::Internal("delete in an unknown view file".into()))?;
-                    let mut mask: Vec<bool> = match live {
-                        Some(m) => m.values().iter().collect(),
-                        None => vec![true; batch.num_rows()],
-                    };
-                    for p in positions {
-                        mask[p] = false;
+                    // Bitwise copy of the old mask, then clear the deleted bits.
+                    let mut mask = BooleanBufferBuilder::new(batch.num_rows());
+                    match live {
+                        Some(m) => mask.append_buffer(m.values()),
+                        None => mask.append_n(batch.num_rows(), true),
                     }
-                    *live = Some(BooleanArray::from(mask));
+                    for p in positions {
+                        mask.set_bit(p, false);
+                    }
+                    *live = Some(BooleanArray::new(mask.finish(), None));
                 }
                 if let Some(batch) = inserted {
                     files.extend(slices(batch));

@@ -512,8 +512,9 @@ impl Operator for HashAggOperator {
         let mut args: Vec<Option<ArrayRef>> = Vec::with_capacity(self.aggs.len());
         let mut encoded: Vec<Option<datafusion::arrow::row::Rows>> =
             Vec::with_capacity(self.aggs.len());
-        // (aggregate index, encoded sort keys) for first/last.
-        let mut order_keys: Vec<(usize, datafusion::arrow::row::Rows)> = Vec::new();
+        // Encoded sort keys of the ordered aggregates, by aggregate.
+        let mut order_keys: Vec<Option<datafusion::arrow::row::Rows>> =
+            Vec::with_capacity(self.aggs.len());
         // FILTER masks and DISTINCT argument encodings, per aggregate.
         let mut masks: Vec<Option<datafusion::arrow::array::BooleanArray>> =
             Vec::with_capacity(self.aggs.len());
@@ -549,12 +550,15 @@ impl Operator for HashAggOperator {
                         .iter()
                         .map(|(e, _)| evaluate(e, batch))
                         .collect::<Result<Vec<_>>>()?;
-                    order_keys.push((agg_idx, orders.convert_columns(&keys)?));
+                    order_keys.push(Some(orders.convert_columns(&keys)?));
                     let enc = values.convert_columns(std::slice::from_ref(&a))?;
                     (Some(a), Some(enc))
                 }
                 (_, a) => (a, None),
             };
+            if order_keys.len() == agg_idx {
+                order_keys.push(None);
+            }
             args.push(arg);
             encoded.push(enc);
         }
@@ -599,12 +603,20 @@ impl Operator for HashAggOperator {
                 if let (Some(seen), Some(values)) = (&mut group.seen[a], &distinct_values[a]) {
                     // Only the first copy of a value in, the last one out.
                     let v = values.row(row_idx);
-                    let before = seen.get(v.as_ref()).copied().unwrap_or(0);
+                    // Allocates only for a value the group has not seen.
+                    let before = match seen.get_mut(v.as_ref()) {
+                        Some(c) => {
+                            *c += w;
+                            *c - w
+                        }
+                        None => {
+                            seen.insert(Box::from(v.as_ref()), w);
+                            0
+                        }
+                    };
                     let after = before + w;
                     if after == 0 {
                         seen.remove(v.as_ref());
-                    } else {
-                        seen.insert(Box::from(v.as_ref()), after);
                     }
                     w = match (before > 0, after > 0) {
                         (false, true) => 1,
@@ -649,11 +661,7 @@ impl Operator for HashAggOperator {
                     }
                     Acc::Ordered(map) => {
                         let enc = encoded[a].as_ref().expect("encoded above");
-                        let keys = &order_keys
-                            .iter()
-                            .find(|(i, _)| *i == a)
-                            .expect("sort keys encoded above")
-                            .1;
+                        let keys = order_keys[a].as_ref().expect("sort keys encoded above");
                         let k = (
                             Box::<[u8]>::from(keys.row(row_idx).as_ref()),
                             Box::<[u8]>::from(enc.row(row_idx).as_ref()),
