@@ -51,6 +51,21 @@ pub enum Error {
     QueryCanceled(String),
     #[error("cannot drop {what} because other objects depend on it")]
     DependentObjects { what: String, detail: String },
+    /// A value that does not fit its type (22003): PostgreSQL's "numeric
+    /// field overflow" and "value out of range".
+    #[error("{0}")]
+    NumericOverflow(String),
+    #[error("division by zero")]
+    DivisionByZero,
+    /// A materialized view whose query fails over its inputs' current rows
+    /// (or whose operator failed): reads report the cause, with its
+    /// SQLSTATE, until the view recovers.
+    #[error("materialized view \"{view}\": {message}")]
+    ViewError {
+        view: String,
+        sqlstate: &'static str,
+        message: String,
+    },
     #[error("internal error: {0} (this is a bug)")]
     Internal(String),
 }
@@ -74,6 +89,9 @@ impl Error {
             Error::Arrow(e) => sqlstate_of_arrow(e),
             Error::Iceberg(_) | Error::Parquet(_) | Error::Io(_) => "58030",
             Error::CatalogDb(_) => "58000",
+            Error::NumericOverflow(_) => "22003",
+            Error::DivisionByZero => "22012",
+            Error::ViewError { sqlstate, .. } => sqlstate,
             Error::Internal(_) => "XX000",
         }
     }

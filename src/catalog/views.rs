@@ -76,7 +76,9 @@ impl super::Lake {
         // The optimizer turns a single DISTINCT aggregate into aggregation
         // over aggregation, which the runtime maintains; other DISTINCT
         // aggregates reach the lowering and are refused there by name.
-        let plan = ctx.sql(query).await?.into_optimized_plan()?;
+        let df = ctx.sql(query).await?;
+        view_plan::refuse_volatile(df.logical_plan())?;
+        let plan = df.into_optimized_plan()?;
         let lowered = view_plan::lower(&ctx.state(), &plan)?;
 
         let storage = match existing {
@@ -135,6 +137,7 @@ impl super::Lake {
             }),
             control: control_rx,
             downstream: Vec::new(),
+            poison: Default::default(),
         };
         let handle = tokio::spawn(task.run(backfills, feeds));
         self.public.add_view(

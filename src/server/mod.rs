@@ -59,10 +59,15 @@ impl Engine {
         let lake = Lake::open(warehouse).await?;
         let session_config = SessionConfig::new()
             .with_information_schema(true)
+            // `1.5` is a numeric literal in PostgreSQL, not a double.
+            .set_bool("datafusion.sql_parser.parse_float_as_decimal", true)
             .with_default_catalog_and_schema(DATABASE, "public");
         let ctx = SessionContext::new_with_config(session_config);
         ctx.add_analyzer_rule(Arc::new(
             crate::sql::aggregate_filter::NullSafeAggregateFilter,
+        ));
+        ctx.add_analyzer_rule(Arc::new(
+            crate::sql::checked_arithmetic::CheckedIntegerArithmetic,
         ));
         let catalog = MemoryCatalogProvider::new();
         catalog.register_schema("public", lake.schema())?;
@@ -71,6 +76,14 @@ impl Engine {
             .map_err(|e| Error::DataFusion(*e))?;
         // datafusion-pg-catalog answers "datafusion" here; clients show it.
         ctx.register_udf(current_database_udf());
+        crate::sql::pg_aggregates::register(&ctx);
+        // PostgreSQL's name for DataFusion's uuid().
+        ctx.register_udf(
+            datafusion::functions::string::uuid()
+                .as_ref()
+                .clone()
+                .with_aliases(["gen_random_uuid"]),
+        );
         for f in pg_compat::functions() {
             ctx.register_udf(f);
         }

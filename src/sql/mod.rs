@@ -2,7 +2,9 @@
 //! COPY) are translated here; queries and DML go to DataFusion.
 
 pub mod aggregate_filter;
+pub mod checked_arithmetic;
 pub mod copy_format;
 pub mod ddl;
+pub mod pg_aggregates;
 pub mod view_plan;
 pub mod windows;

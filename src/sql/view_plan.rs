@@ -77,6 +77,41 @@ fn project(
 
 use datafusion::common::tree_node::TreeNode;
 
+/// Refuses functions whose value is not fixed by their arguments
+/// (random(), now(), current_timestamp, gen_random_uuid(), …): a view
+/// computed with them could never equal its query run again. Checked on
+/// the plan before optimization, which would fold now() into the time of
+/// CREATE.
+pub fn refuse_volatile(plan: &LogicalPlan) -> Result<()> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::Volatility;
+    let mut found: Option<String> = None;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && f.func.signature().volatility != Volatility::Immutable
+                {
+                    found = Some(f.func.name().to_string());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })?;
+        Ok(if found.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    match found {
+        Some(name) => Err(Error::FeatureNotSupported(format!(
+            "function {name}() is not allowed in a materialized view: its result changes from one call to the next, so the view could not equal its query"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Lowers an optimized logical plan.
 pub fn lower(state: &SessionState, plan: &LogicalPlan) -> Result<ViewPlan> {
     let mut inputs = Vec::new();

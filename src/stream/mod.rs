@@ -21,6 +21,7 @@
 //! injects a barrier and waits for every view to acknowledge it.
 
 pub mod chunk;
+pub mod exact;
 pub mod graph;
 pub mod message;
 pub mod operator;

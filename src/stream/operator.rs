@@ -24,6 +24,14 @@ pub trait Operator: Send {
     fn on_barrier(&mut self, _epoch: Epoch, _out: &mut Vec<Chunk>) -> Result<()> {
         Ok(())
     }
+
+    /// A data error the operator's current state makes its output raise
+    /// (SQLSTATE, message): an aggregate whose value no longer fits its
+    /// type. The group's row is left out meanwhile; the view reports the
+    /// error on reads until the state changes back.
+    fn data_error(&self) -> Option<(&'static str, String)> {
+        None
+    }
 }
 
 /// Which input of a two-input operator a chunk comes from.

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::storage::table::ViewCommit;
-use crate::stream::chunk::Chunk;
+use crate::stream::chunk::{Chunk, Op};
 use crate::stream::graph::{Node, NodeKind};
 use crate::stream::message::{Barrier, Epoch, Message};
 use crate::stream::operator::{JoinSide, Operator};
@@ -65,6 +65,9 @@ struct Published {
     /// The contents, file by file as in the view's Iceberg table: each
     /// file's rows and, once some were deleted, which are still live.
     files: Vec<(RecordBatch, Option<BooleanArray>)>,
+    /// The view's query fails over its inputs' current rows (SQLSTATE,
+    /// message): reads report it until the offending rows change.
+    data_error: Option<(&'static str, String)>,
     failed: Option<String>,
 }
 
@@ -75,6 +78,7 @@ impl ViewContents {
             published: RwLock::new(Published {
                 epoch: 0,
                 files: Vec::new(),
+                data_error: None,
                 failed: None,
             }),
         })
@@ -85,10 +89,18 @@ impl ViewContents {
         self.published.read().expect("view lock").epoch
     }
 
-    /// Publishes an epoch: its delta as written to `files` (path, rows).
-    fn publish(&self, epoch: Epoch, delta: Option<(&Delta, &[(String, u64)])>) -> Result<()> {
+    /// Publishes an epoch: its delta as written to `files` (path, rows),
+    /// and whether the view's query fails as of this epoch.
+    fn publish(
+        &self,
+        epoch: Epoch,
+        delta: Option<(&Delta, &[(String, u64)])>,
+        data_error: Option<(&'static str, String)>,
+    ) -> Result<()> {
         let Some((delta, written)) = delta else {
-            self.published.write().expect("view lock").epoch = epoch;
+            let mut p = self.published.write().expect("view lock");
+            p.epoch = epoch;
+            p.data_error = data_error;
             return Ok(());
         };
         // One slice per written file, so indexes match the table's files.
@@ -139,6 +151,7 @@ impl ViewContents {
         let mut p = self.published.write().expect("view lock");
         p.epoch = epoch;
         p.files = files;
+        p.data_error = data_error;
         Ok(())
     }
 
@@ -146,11 +159,28 @@ impl ViewContents {
         self.published.write().expect("view lock").failed = Some(why);
     }
 
-    /// The published rows, or the error that stopped the view.
-    pub fn read(&self) -> Result<Vec<RecordBatch>> {
+    /// Whether the view stopped (an internal error or a panic).
+    pub fn failure(&self) -> Option<String> {
+        self.published.read().expect("view lock").failed.clone()
+    }
+
+    /// The published rows; the error its query raises over the current
+    /// rows; or the error that stopped the view.
+    pub fn read(&self, view: &str) -> Result<Vec<RecordBatch>> {
         let p = self.published.read().expect("view lock");
         if let Some(why) = &p.failed {
-            return Err(Error::Internal(format!("materialized view stopped: {why}")));
+            return Err(Error::ViewError {
+                view: view.to_string(),
+                sqlstate: "XX000",
+                message: format!("the view stopped and is being rebuilt: {why}"),
+            });
+        }
+        if let Some((sqlstate, message)) = &p.data_error {
+            return Err(Error::ViewError {
+                view: view.to_string(),
+                sqlstate,
+                message: message.clone(),
+            });
         }
         p.files
             .iter()
@@ -164,12 +194,93 @@ impl ViewContents {
     }
 }
 
+/// Rows a view left out because evaluating them failed (a division by
+/// zero, an overflow, a bad cast), counted per error with their weights:
+/// an insert adds one, the delete of the same row (which fails the same
+/// way) takes it away. While any count is not zero the view's query fails
+/// over the current rows, and reads say so; once the rows are gone the
+/// view is exact again, because they never reached any state.
+#[derive(Default)]
+pub struct Poison {
+    counts: std::collections::BTreeMap<(&'static str, String), i64>,
+}
+
+impl Poison {
+    fn add(&mut self, e: &Error, weight: i64) {
+        let key = (e.sqlstate(), data_error_message(e));
+        let c = self.counts.entry(key.clone()).or_insert(0);
+        *c += weight;
+        if *c == 0 {
+            self.counts.remove(&key);
+        }
+    }
+
+    /// The error of the rows still left out, if any.
+    fn first(&self) -> Option<(&'static str, String)> {
+        self.counts.keys().next().cloned()
+    }
+}
+
+/// The message of a data error as a client would see it.
+fn data_error_message(e: &Error) -> String {
+    crate::error::sqlstate_of(e).1
+}
+
+/// Errors a row's values cause (SQLSTATE class 22: data exception), as
+/// opposed to errors of the engine.
+fn is_data_error(e: &Error) -> bool {
+    e.sqlstate().starts_with("22")
+}
+
+/// Runs `f` on a chunk; if a row's values make it fail, runs it row by
+/// row instead and leaves the failing rows out (in `poison`). Operators
+/// evaluate every expression before touching their state, so a failed
+/// call changed nothing.
+fn isolate(
+    chunk: Chunk,
+    out: &mut Vec<Chunk>,
+    poison: &mut Poison,
+    mut f: impl FnMut(Chunk, &mut Vec<Chunk>) -> Result<()>,
+) -> Result<()> {
+    let before = out.len();
+    let e = match f(chunk.clone(), out) {
+        Ok(()) => return Ok(()),
+        Err(e) if is_data_error(&e) => e,
+        Err(e) => return Err(e),
+    };
+    out.truncate(before);
+    tracing::debug!(error = %e, rows = chunk.num_rows(), "data error: isolating rows");
+    for (row, op) in chunk.ops.iter().enumerate() {
+        // An update pair split in two is a delete and an insert.
+        let op = match op {
+            Op::UpdateDelete => Op::Delete,
+            Op::UpdateInsert => Op::Insert,
+            o => *o,
+        };
+        let single = Chunk::new(chunk.batch.slice(row, 1), vec![op]);
+        let mark = out.len();
+        match f(single, out) {
+            Ok(()) => {}
+            Err(e) if is_data_error(&e) => {
+                out.truncate(mark);
+                poison.add(&e, op.weight());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Runs operators over chunks in order.
-fn run_chunks(ops: &mut [Box<dyn Operator>], mut chunks: Vec<Chunk>) -> Result<Vec<Chunk>> {
+fn run_chunks(
+    ops: &mut [Box<dyn Operator>],
+    mut chunks: Vec<Chunk>,
+    poison: &mut Poison,
+) -> Result<Vec<Chunk>> {
     for op in ops.iter_mut() {
         let mut out = Vec::with_capacity(chunks.len());
         for c in chunks {
-            op.process(c, &mut out)?;
+            isolate(c, &mut out, poison, |c, out| op.process(c, out))?;
         }
         chunks = out;
     }
@@ -183,11 +294,12 @@ fn run_barrier(
     ops: &mut [Box<dyn Operator>],
     mut pending: Vec<Chunk>,
     epoch: Epoch,
+    poison: &mut Poison,
 ) -> Result<Vec<Chunk>> {
     for op in ops.iter_mut() {
         let mut out = Vec::new();
         for c in pending {
-            op.process(c, &mut out)?;
+            isolate(c, &mut out, poison, |c, out| op.process(c, out))?;
         }
         op.on_barrier(epoch, &mut out)?;
         pending = out;
@@ -197,7 +309,12 @@ fn run_barrier(
 
 /// Input `i` changed: its chunks run up the tree from its leaf to the
 /// root. The node must read input `i`.
-fn push_node(node: &mut Node, i: usize, chunks: Vec<Chunk>) -> Result<Vec<Chunk>> {
+fn push_node(
+    node: &mut Node,
+    i: usize,
+    chunks: Vec<Chunk>,
+    poison: &mut Poison,
+) -> Result<Vec<Chunk>> {
     let chunks = match &mut node.kind {
         NodeKind::Input(_) => chunks,
         NodeKind::Binary { left, right, op } => {
@@ -207,32 +324,48 @@ fn push_node(node: &mut Node, i: usize, chunks: Vec<Chunk>) -> Result<Vec<Chunk>
                 (JoinSide::Right, right)
             };
             let mut out = Vec::new();
-            for c in push_node(child, i, chunks)? {
-                op.process(side, c, &mut out)?;
+            for c in push_node(child, i, chunks, poison)? {
+                isolate(c, &mut out, poison, |c, out| op.process(side, c, out))?;
             }
             out
         }
     };
-    run_chunks(&mut node.ops, chunks)
+    run_chunks(&mut node.ops, chunks, poison)
 }
 
 /// Ends an epoch for a subtree: children first (left, then right), then
 /// this node's operators, each flushing after what reached it.
-fn flush_node(node: &mut Node, epoch: Epoch) -> Result<Vec<Chunk>> {
+fn flush_node(node: &mut Node, epoch: Epoch, poison: &mut Poison) -> Result<Vec<Chunk>> {
     let pending = match &mut node.kind {
         NodeKind::Input(_) => Vec::new(),
         NodeKind::Binary { left, right, op } => {
             let mut out = Vec::new();
-            for c in flush_node(left, epoch)? {
-                op.process(JoinSide::Left, c, &mut out)?;
+            for c in flush_node(left, epoch, poison)? {
+                isolate(c, &mut out, poison, |c, out| {
+                    op.process(JoinSide::Left, c, out)
+                })?;
             }
-            for c in flush_node(right, epoch)? {
-                op.process(JoinSide::Right, c, &mut out)?;
+            for c in flush_node(right, epoch, poison)? {
+                isolate(c, &mut out, poison, |c, out| {
+                    op.process(JoinSide::Right, c, out)
+                })?;
             }
             out
         }
     };
-    run_barrier(&mut node.ops, pending, epoch)
+    run_barrier(&mut node.ops, pending, epoch, poison)
+}
+
+/// The first data error an operator of the tree holds in its state (an
+/// aggregate whose value does not fit its type).
+fn node_data_error(node: &Node) -> Option<(&'static str, String)> {
+    let own = node.ops.iter().find_map(|op| op.data_error());
+    own.or_else(|| match &node.kind {
+        NodeKind::Input(_) => None,
+        NodeKind::Binary { left, right, .. } => {
+            node_data_error(left).or_else(|| node_data_error(right))
+        }
+    })
 }
 
 /// The running pipeline of one view.
@@ -249,6 +382,8 @@ pub struct ViewTask {
     pub persist: Persist,
     pub control: mpsc::Receiver<Control>,
     pub downstream: Vec<mpsc::Sender<Message>>,
+    /// Rows left out because their evaluation failed.
+    pub poison: Poison,
 }
 
 impl ViewTask {
@@ -387,7 +522,7 @@ impl ViewTask {
 
     /// Input `i` changed.
     async fn input(&mut self, i: usize, chunks: Vec<Chunk>) -> Result<()> {
-        let chunks = push_node(&mut self.root, i, chunks)?;
+        let chunks = push_node(&mut self.root, i, chunks, &mut self.poison)?;
         self.emit(chunks).await
     }
 
@@ -404,15 +539,20 @@ impl ViewTask {
 
     async fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         let epoch = barrier.epoch;
-        let out = flush_node(&mut self.root, epoch)?;
+        let out = flush_node(&mut self.root, epoch, &mut self.poison)?;
         self.emit(out).await?;
+        let data_error = self.poison.first().or_else(|| node_data_error(&self.root));
+        if let Some((code, message)) = &data_error {
+            tracing::debug!(view = %self.name, epoch, sqlstate = code, %message, "view query fails over the current rows");
+        }
         if self.materialize.changed() || self.contents.epoch() == 0 {
             let delta = self.materialize.delta()?;
             let written = (self.persist)(epoch, self.materialize.commit_of(&delta)).await?;
             self.materialize.placed(&written)?;
-            self.contents.publish(epoch, Some((&delta, &written)))?;
+            self.contents
+                .publish(epoch, Some((&delta, &written)), data_error)?;
         } else {
-            self.contents.publish(epoch, None)?;
+            self.contents.publish(epoch, None, data_error)?;
         }
         // Pass the epoch on; our copy of its token drops with `barrier`.
         send_all(&mut self.downstream, Message::Barrier(barrier)).await;
@@ -507,7 +647,7 @@ impl TableProvider for ViewTable {
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let batches = self
             .contents
-            .read()
+            .read(&self.name)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let mem = MemTable::try_new(self.contents.schema.clone(), vec![batches])?;
         mem.scan(state, projection, filters, limit).await

@@ -11,8 +11,10 @@
 //! STATES: per group, the number of live input rows, one accumulator per
 //! aggregate, and the row last emitted.
 //!
-//! Every aggregate can retract: count and sum keep counters (integer sums in
-//! i128, exact past 64 bits), avg keeps sum and count, min and max keep a
+//! Every aggregate can retract: count keeps a counter; sum, avg, variance
+//! and stddev keep the exact state of `stream::exact` (integers in 128
+//! bits, doubles in a superaccumulator) and finish with PostgreSQL's types
+//! and digits, exactly as the batch aggregates do; min and max keep a
 //! counted ordered multiset of the values so deleting the current extreme
 //! finds the next one. Output is held until the barrier, so a group changed
 //! many times in an epoch emits one update. A global aggregate (no GROUP BY)
@@ -39,6 +41,7 @@ use datafusion::scalar::ScalarValue;
 
 use crate::error::{Error, Result};
 use crate::stream::chunk::{Chunk, Op};
+use crate::stream::exact::{NumState, NumericAgg, NumericFunc, NumericInput, Spread};
 use crate::stream::message::Epoch;
 use crate::stream::operator::Operator;
 
@@ -90,32 +93,13 @@ type SortedValue = (Box<[u8]>, Box<[u8]>);
 /// Running state of one aggregate in one group.
 enum Acc {
     Count(i64),
-    /// Sum of integers (exact), of decimal unscaled values, or of floats,
-    /// with the count of non-NULL inputs.
-    SumInt {
-        sum: i128,
-        n: i64,
-    },
-    SumFloat {
-        sum: f64,
-        n: i64,
-    },
+    /// sum, avg, variance and stddev: exact state shared with the batch
+    /// aggregates (`stream::exact`), so both give the same numbers.
+    Num(NumState),
     /// Counted multiset of row-encoded values.
     Extreme(BTreeMap<Box<[u8]>, i64>),
     /// The same for integers, without encoding (no allocation per value).
     ExtremeInt(BTreeMap<i64, i64>),
-    /// Count, sum and sum of squares: exact for integers (i128), so the
-    /// variance after any retractions equals the batch result.
-    MomentsInt {
-        n: i64,
-        sum: i128,
-        sumsq: i128,
-    },
-    MomentsFloat {
-        n: i64,
-        sum: f64,
-        sumsq: f64,
-    },
     /// Counts of true and false inputs.
     Bools {
         t: i64,
@@ -138,16 +122,12 @@ struct Group {
 /// How an aggregate reads its argument column.
 enum Input {
     None,
-    Int,
-    /// Decimal unscaled values, with the input scale.
-    Decimal(i8),
-    Float,
+    /// sum, avg, variance, stddev.
+    Numeric(NumericAgg),
     /// min/max: values encoded with this converter.
     Ordered(RowConverter),
     /// min/max of integers, kept as i64.
     OrderedInt,
-    MomentsInt,
-    MomentsFloat,
     Bool,
     /// first/last, string_agg, array_agg: values and sort keys encoded
     /// with these converters.
@@ -165,6 +145,9 @@ pub struct HashAggOperator {
     index: HashMap<Box<[u8]>, usize>,
     groups: Vec<Group>,
     dirty: Vec<usize>,
+    /// Groups whose value raises a data error (a sum past 38 digits): no
+    /// row is shown for them, and the view reports the error.
+    poisoned: BTreeMap<usize, (&'static str, String)>,
 }
 
 impl HashAggOperator {
@@ -186,19 +169,26 @@ impl HashAggOperator {
                 (AggKind::Min | AggKind::Max, Some(t)) => {
                     Input::Ordered(RowConverter::new(vec![SortField::new(t.clone())])?)
                 }
-                (AggKind::Sum | AggKind::Avg, Some(t)) if t.is_integer() => Input::Int,
-                (AggKind::Sum | AggKind::Avg, Some(DataType::Decimal128(_, s))) => {
-                    Input::Decimal(*s)
-                }
-                (AggKind::Sum | AggKind::Avg, Some(t)) if t.is_floating() => Input::Float,
                 (
-                    AggKind::VarSamp | AggKind::VarPop | AggKind::StddevSamp | AggKind::StddevPop,
+                    AggKind::Sum
+                    | AggKind::Avg
+                    | AggKind::VarSamp
+                    | AggKind::VarPop
+                    | AggKind::StddevSamp
+                    | AggKind::StddevPop,
                     Some(t),
-                ) if t.is_integer() => Input::MomentsInt,
-                (
-                    AggKind::VarSamp | AggKind::VarPop | AggKind::StddevSamp | AggKind::StddevPop,
-                    Some(t),
-                ) if t.is_numeric() => Input::MomentsFloat,
+                ) if NumericInput::of(t).is_some() => Input::Numeric(NumericAgg {
+                    func: match spec.kind {
+                        AggKind::Sum => NumericFunc::Sum,
+                        AggKind::Avg => NumericFunc::Avg,
+                        AggKind::VarSamp => NumericFunc::Spread(Spread::VarSamp),
+                        AggKind::VarPop => NumericFunc::Spread(Spread::VarPop),
+                        AggKind::StddevSamp => NumericFunc::Spread(Spread::StddevSamp),
+                        _ => NumericFunc::Spread(Spread::StddevPop),
+                    },
+                    input: NumericInput::of(t).expect("checked"),
+                    output: spec.output_type.clone(),
+                }),
                 (AggKind::BoolAnd | AggKind::BoolOr, Some(DataType::Boolean)) => Input::Bool,
                 (
                     AggKind::First | AggKind::Last | AggKind::StringAgg | AggKind::ArrayAgg,
@@ -232,6 +222,7 @@ impl HashAggOperator {
             index: HashMap::default(),
             groups: Vec::new(),
             dirty: Vec::new(),
+            poisoned: BTreeMap::new(),
         };
         if op.group_exprs.is_empty() {
             // The one group of a global aggregate exists from the start.
@@ -246,20 +237,9 @@ impl HashAggOperator {
             .iter()
             .map(|i| match i {
                 Input::None => Acc::Count(0),
-                Input::Int | Input::Decimal(_) => Acc::SumInt { sum: 0, n: 0 },
-                Input::Float => Acc::SumFloat { sum: 0.0, n: 0 },
+                Input::Numeric(agg) => Acc::Num(agg.new_state()),
                 Input::Ordered(_) => Acc::Extreme(BTreeMap::new()),
                 Input::OrderedInt => Acc::ExtremeInt(BTreeMap::new()),
-                Input::MomentsInt => Acc::MomentsInt {
-                    n: 0,
-                    sum: 0,
-                    sumsq: 0,
-                },
-                Input::MomentsFloat => Acc::MomentsFloat {
-                    n: 0,
-                    sum: 0.0,
-                    sumsq: 0.0,
-                },
                 Input::Bool => Acc::Bools { t: 0, f: 0 },
                 Input::ByOrder(..) => Acc::Ordered(BTreeMap::new()),
             })
@@ -293,22 +273,10 @@ impl HashAggOperator {
             let v = match (spec.kind, acc) {
                 (AggKind::CountStar, _) => ScalarValue::Int64(Some(g.rows)),
                 (AggKind::Count, Acc::Count(n)) => ScalarValue::Int64(Some(*n)),
-                (AggKind::Sum, Acc::SumInt { n: 0, .. })
-                | (AggKind::Sum, Acc::SumFloat { n: 0, .. })
-                | (AggKind::Avg, Acc::SumInt { n: 0, .. })
-                | (AggKind::Avg, Acc::SumFloat { n: 0, .. }) => {
-                    ScalarValue::try_from(&spec.output_type)?
-                }
-                (AggKind::Sum, Acc::SumInt { sum, .. }) => {
-                    sum_value(*sum, input, &spec.output_type)?
-                }
-                (AggKind::Sum, Acc::SumFloat { sum, .. }) => ScalarValue::Float64(Some(*sum)),
-                (AggKind::Avg, Acc::SumInt { sum, n }) => {
-                    avg_value(*sum, *n, input, &spec.output_type)?
-                }
-                (AggKind::Avg, Acc::SumFloat { sum, n }) => {
-                    ScalarValue::Float64(Some(*sum / *n as f64))
-                }
+                (_, Acc::Num(st)) => match input {
+                    Input::Numeric(agg) => agg.finish(st)?,
+                    _ => return Err(Error::Internal("numeric state without its spec".into())),
+                },
                 (AggKind::Min, Acc::Extreme(m)) => {
                     extreme(m.keys().next().map(|k| &k[..]), input, &spec.output_type)?
                 }
@@ -320,20 +288,6 @@ impl HashAggOperator {
                 (AggKind::Min, Acc::ExtremeInt(m)) => ScalarValue::Int64(m.keys().next().copied()),
                 (AggKind::Max, Acc::ExtremeInt(m)) => {
                     ScalarValue::Int64(m.keys().next_back().copied())
-                }
-                (kind, Acc::MomentsInt { n, sum, sumsq }) => {
-                    let (n, num) = (*n, *n as i128 * *sumsq - *sum * *sum);
-                    moments(kind, n, num as f64).map_or_else(
-                        || ScalarValue::try_from(&spec.output_type),
-                        |v| Ok(ScalarValue::Float64(Some(v))),
-                    )?
-                }
-                (kind, Acc::MomentsFloat { n, sum, sumsq }) => {
-                    let num = *n as f64 * *sumsq - *sum * *sum;
-                    moments(kind, *n, num).map_or_else(
-                        || ScalarValue::try_from(&spec.output_type),
-                        |v| Ok(ScalarValue::Float64(Some(v))),
-                    )?
                 }
                 (AggKind::First, Acc::Ordered(m)) => ordered_value(
                     m.keys().next().map(|(_, v)| &v[..]),
@@ -430,51 +384,6 @@ fn ordered_value(value: Option<&[u8]>, input: &Input, out: &DataType) -> Result<
     Ok(ScalarValue::try_from_array(&arrays[0], 0)?)
 }
 
-/// Variance or standard deviation from `n` and `n·Σx² − (Σx)²`; `None`
-/// where SQL says NULL (no rows, or one row for the sample forms).
-fn moments(kind: AggKind, n: i64, numerator: f64) -> Option<f64> {
-    let nf = n as f64;
-    let var = match kind {
-        AggKind::VarSamp | AggKind::StddevSamp if n > 1 => numerator / (nf * (nf - 1.0)),
-        AggKind::VarPop | AggKind::StddevPop if n > 0 => numerator / (nf * nf),
-        _ => return None,
-    };
-    let var = var.max(0.0);
-    Some(match kind {
-        AggKind::StddevSamp | AggKind::StddevPop => var.sqrt(),
-        _ => var,
-    })
-}
-
-fn sum_value(sum: i128, input: &Input, out: &DataType) -> Result<ScalarValue> {
-    Ok(match (input, out) {
-        (Input::Decimal(_), DataType::Decimal128(p, s)) => {
-            ScalarValue::Decimal128(Some(sum), *p, *s)
-        }
-        (_, DataType::Decimal128(p, s)) => ScalarValue::Decimal128(Some(sum), *p, *s),
-        (_, DataType::Int64) => ScalarValue::Int64(Some(i64::try_from(sum).map_err(|_| {
-            Error::DataFusion(datafusion::error::DataFusionError::Execution(
-                "bigint sum overflow".into(),
-            ))
-        })?)),
-        (_, other) => ScalarValue::Decimal128(Some(sum), 38, 0).cast_to(other)?,
-    })
-}
-
-fn avg_value(sum: i128, n: i64, input: &Input, out: &DataType) -> Result<ScalarValue> {
-    Ok(match (input, out) {
-        (Input::Decimal(in_scale), DataType::Decimal128(p, s)) => {
-            let shift = (*s as i32 - *in_scale as i32).max(0) as u32;
-            let scaled = sum * 10i128.pow(shift);
-            ScalarValue::Decimal128(Some(scaled / n as i128), *p, *s)
-        }
-        (Input::Decimal(in_scale), _) => {
-            ScalarValue::Float64(Some(sum as f64 / 10f64.powi(*in_scale as i32) / n as f64))
-        }
-        _ => ScalarValue::Float64(Some(sum as f64 / n as f64)),
-    })
-}
-
 fn extreme(key: Option<&[u8]>, input: &Input, out: &DataType) -> Result<ScalarValue> {
     let (Some(key), Input::Ordered(conv)) = (key, input) else {
         return Ok(ScalarValue::try_from(out)?);
@@ -491,6 +400,10 @@ fn evaluate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ArrayRe
 impl Operator for HashAggOperator {
     fn name(&self) -> &'static str {
         "hash_agg"
+    }
+
+    fn data_error(&self) -> Option<(&'static str, String)> {
+        self.poisoned.values().next().cloned()
     }
 
     fn process(&mut self, chunk: Chunk, _out: &mut Vec<Chunk>) -> Result<()> {
@@ -534,12 +447,12 @@ impl Operator for HashAggOperator {
                 _ => None,
             });
             let (arg, enc) = match (input, arr) {
-                (Input::Int | Input::MomentsInt | Input::OrderedInt, Some(a)) => {
-                    (Some(cast(&a, &DataType::Int64)?), None)
-                }
-                (Input::Float | Input::MomentsFloat, Some(a)) => {
-                    (Some(cast(&a, &DataType::Float64)?), None)
-                }
+                (Input::OrderedInt, Some(a)) => (Some(cast(&a, &DataType::Int64)?), None),
+                (Input::Numeric(agg), Some(a)) => match agg.input {
+                    NumericInput::Int => (Some(cast(&a, &DataType::Int64)?), None),
+                    NumericInput::Float => (Some(cast(&a, &DataType::Float64)?), None),
+                    NumericInput::Decimal { .. } => (Some(a), None),
+                },
                 (Input::Ordered(c), Some(a)) => {
                     let enc = c.convert_columns(std::slice::from_ref(&a))?;
                     (Some(a), Some(enc))
@@ -626,32 +539,24 @@ impl Operator for HashAggOperator {
                 }
                 match acc {
                     Acc::Count(c) => *c += w,
-                    Acc::SumInt { sum, n } => {
-                        let v = match arg.data_type() {
-                            DataType::Decimal128(_, _) => arg
-                                .as_primitive::<datafusion::arrow::datatypes::Decimal128Type>()
+                    Acc::Num(st) => match arg.data_type() {
+                        DataType::Decimal128(_, _) => NumericAgg::add_int(
+                            st,
+                            arg.as_primitive::<datafusion::arrow::datatypes::Decimal128Type>()
                                 .value(row_idx),
-                            _ => arg.as_primitive::<Int64Type>().value(row_idx) as i128,
-                        };
-                        *sum += v * w as i128;
-                        *n += w;
-                    }
-                    Acc::SumFloat { sum, n } => {
-                        *sum += arg.as_primitive::<Float64Type>().value(row_idx) * w as f64;
-                        *n += w;
-                    }
-                    Acc::MomentsInt { n, sum, sumsq } => {
-                        let v = arg.as_primitive::<Int64Type>().value(row_idx) as i128;
-                        *n += w;
-                        *sum += v * w as i128;
-                        *sumsq += v * v * w as i128;
-                    }
-                    Acc::MomentsFloat { n, sum, sumsq } => {
-                        let v = arg.as_primitive::<Float64Type>().value(row_idx);
-                        *n += w;
-                        *sum += v * w as f64;
-                        *sumsq += v * v * w as f64;
-                    }
+                            w,
+                        ),
+                        DataType::Float64 => NumericAgg::add_float(
+                            st,
+                            arg.as_primitive::<Float64Type>().value(row_idx),
+                            w,
+                        ),
+                        _ => NumericAgg::add_int(
+                            st,
+                            arg.as_primitive::<Int64Type>().value(row_idx) as i128,
+                            w,
+                        ),
+                    },
                     Acc::Bools { t, f } => {
                         if arg.as_boolean().value(row_idx) {
                             *t += w;
@@ -709,7 +614,18 @@ impl Operator for HashAggOperator {
         let mut ops: Vec<Op> = Vec::new();
         let dirty = std::mem::take(&mut self.dirty);
         for gid in dirty {
-            let new = self.output_row(&self.groups[gid])?;
+            let new = match self.output_row(&self.groups[gid]) {
+                Ok(row) => {
+                    self.poisoned.remove(&gid);
+                    row
+                }
+                Err(e) if e.sqlstate().starts_with("22") => {
+                    let (code, message) = crate::error::sqlstate_of(&e);
+                    self.poisoned.insert(gid, (code, message));
+                    None
+                }
+                Err(e) => return Err(e),
+            };
             let group = &mut self.groups[gid];
             group.dirty = false;
             match (group.emitted.take(), new) {
