@@ -77,6 +77,13 @@ impl Engine {
         // datafusion-pg-catalog answers "datafusion" here; clients show it.
         ctx.register_udf(current_database_udf());
         crate::sql::pg_aggregates::register(&ctx);
+        // PostgreSQL 16's any_value: any value of the group.
+        ctx.register_udaf(
+            datafusion::functions_aggregate::first_last::first_value_udaf()
+                .as_ref()
+                .clone()
+                .with_aliases(["any_value"]),
+        );
         // PostgreSQL's name for DataFusion's uuid().
         ctx.register_udf(
             datafusion::functions::string::uuid()

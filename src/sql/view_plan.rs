@@ -491,7 +491,7 @@ fn lower_aggregate(
         let p = &f.params;
         let ordered = matches!(
             name.as_str(),
-            "first_value" | "last_value" | "string_agg" | "array_agg"
+            "first_value" | "last_value" | "any_value" | "string_agg" | "array_agg"
         );
         if !p.order_by.is_empty() && !ordered {
             return Err(unsupported(format!("{name}(… ORDER BY …)")));
@@ -516,8 +516,10 @@ fn lower_aggregate(
             ("stddev_pop", [_]) => AggKind::StddevPop,
             ("bool_and", [_]) => AggKind::BoolAnd,
             ("bool_or", [_]) => AggKind::BoolOr,
-            ("first_value", [_]) if !p.order_by.is_empty() => AggKind::First,
-            ("last_value", [_]) if !p.order_by.is_empty() => AggKind::Last,
+            // Without ORDER BY any value of the group will do (PostgreSQL
+            // leaves it unspecified): the view picks by the whole row.
+            ("first_value" | "any_value", [_]) => AggKind::First,
+            ("last_value", [_]) => AggKind::Last,
             ("string_agg", [_, d]) => {
                 delimiter = Some(match d.clone().unalias() {
                     Expr::Literal(v, _) if !v.is_null() => v.to_string(),
@@ -567,6 +569,20 @@ fn lower_aggregate(
                 ),
             ));
         }
+        // first_value and last_value break ties by the whole input row, so
+        // that the aggregates of one DISTINCT ON all pick the same row (and
+        // the choice is the same after any history of changes).
+        if matches!(kind, AggKind::First | AggKind::Last) {
+            for (i, f) in input_schema.fields().iter().enumerate() {
+                order_by.push((
+                    Arc::new(datafusion::physical_expr::expressions::Column::new(
+                        f.name(),
+                        i,
+                    )) as Arc<dyn PhysicalExpr>,
+                    datafusion::arrow::row::SortField::new(f.data_type().clone()),
+                ));
+            }
+        }
         // Without an ORDER BY, string_agg and array_agg list values in
         // value order: PostgreSQL leaves that order unspecified, and a
         // fixed one keeps the view's rows stable.
@@ -591,6 +607,14 @@ fn lower_aggregate(
             filter,
             distinct: p.distinct,
             delimiter,
+            ignore_nulls: match kind {
+                AggKind::ArrayAgg => false,
+                AggKind::First | AggKind::Last => matches!(
+                    p.null_treatment,
+                    Some(datafusion::logical_expr::expr::NullTreatment::IgnoreNulls)
+                ),
+                _ => true,
+            },
         });
         input_types.push(input_type);
     }

@@ -84,6 +84,9 @@ pub struct AggSpec {
     pub distinct: bool,
     /// string_agg's delimiter.
     pub delimiter: Option<String>,
+    /// Whether NULL arguments are skipped: every aggregate but array_agg
+    /// and first/last_value (which keep them, unless IGNORE NULLS).
+    pub ignore_nulls: bool,
 }
 
 /// A value of first/last with its place in the ORDER BY: (encoded sort
@@ -508,8 +511,7 @@ impl Operator for HashAggOperator {
                 {
                     continue;
                 }
-                // array_agg keeps NULLs; every other aggregate skips them.
-                if arg.is_null(row_idx) && self.aggs[a].kind != AggKind::ArrayAgg {
+                if arg.is_null(row_idx) && self.aggs[a].ignore_nulls {
                     continue;
                 }
                 let mut w = w;
