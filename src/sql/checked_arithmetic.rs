@@ -6,6 +6,14 @@
 //! function doing the same arithmetic through Arrow's checked kernels,
 //! which raises 22003 ("bigint out of range") instead of returning a wrong
 //! number, in plain queries and in views alike. Column names are kept.
+//!
+//! Decimal division is PostgreSQL's numeric division too: DataFusion
+//! widens the scale of `numeric / numeric` until an ordinary bigint-sized
+//! value no longer fits 38 digits ("Number less than minimum value that can
+//! be represented"), where PostgreSQL keeps 16 significant digits. The
+//! quotient here is computed as PostgreSQL does (its result scale, rounded
+//! half away from zero) and returned at scale 18 (or the operands' larger
+//! scale), which holds it whole for quotients up to 10^20.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -26,6 +34,10 @@ use datafusion::optimizer::AnalyzerRule;
 #[derive(Debug, Default)]
 pub struct CheckedIntegerArithmetic;
 
+fn is_decimal(t: &DataType) -> bool {
+    matches!(t, DataType::Decimal128(..))
+}
+
 fn is_integer(t: &DataType) -> bool {
     matches!(
         t,
@@ -38,6 +50,9 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
         let add = Arc::new(ScalarUDF::new_from_impl(Checked::new(Operator::Plus)));
         let sub = Arc::new(ScalarUDF::new_from_impl(Checked::new(Operator::Minus)));
         let mul = Arc::new(ScalarUDF::new_from_impl(Checked::new(Operator::Multiply)));
+        let div = Arc::new(ScalarUDF::new_from_impl(NumericDiv {
+            signature: Signature::any(2, Volatility::Immutable),
+        }));
         plan.transform_up_with_subqueries(|node| {
             if matches!(node, LogicalPlan::TableScan(_)) {
                 return Ok(Transformed::no(node));
@@ -50,18 +65,34 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
                     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else {
                         return Ok(Transformed::no(e));
                     };
-                    let udf = match op {
-                        Operator::Plus => &add,
-                        Operator::Minus => &sub,
-                        Operator::Multiply => &mul,
-                        _ => return Ok(Transformed::no(e)),
-                    };
                     let (Ok(lt), Ok(rt)) = (left.get_type(&schema), right.get_type(&schema)) else {
                         return Ok(Transformed::no(e));
                     };
-                    if !(is_integer(&lt) && lt == rt) {
-                        return Ok(Transformed::no(e));
-                    }
+                    let udf = match op {
+                        Operator::Plus if is_integer(&lt) && lt == rt => &add,
+                        Operator::Minus if is_integer(&lt) && lt == rt => &sub,
+                        Operator::Multiply if is_integer(&lt) && lt == rt => &mul,
+                        Operator::Divide
+                            if (is_decimal(&lt) || is_decimal(&rt))
+                                && (is_decimal(&lt) || is_integer(&lt))
+                                && (is_decimal(&rt) || is_integer(&rt)) =>
+                        {
+                            let as_decimal = |e: &Expr, t: &DataType| {
+                                if is_decimal(t) {
+                                    e.clone()
+                                } else {
+                                    Expr::Cast(datafusion::logical_expr::Cast::new(
+                                        Box::new(e.clone()),
+                                        DataType::Decimal128(20, 0),
+                                    ))
+                                }
+                            };
+                            return Ok(Transformed::yes(
+                                div.call(vec![as_decimal(left, &lt), as_decimal(right, &rt)]),
+                            ));
+                        }
+                        _ => return Ok(Transformed::no(e)),
+                    };
                     Ok(Transformed::yes(
                         udf.call(vec![left.as_ref().clone(), right.as_ref().clone()]),
                     ))
@@ -138,6 +169,97 @@ impl ScalarUDFImpl for Checked {
             }
             other => DataFusionError::from(other),
         })?;
+        if scalar {
+            return Ok(ColumnarValue::Scalar(
+                datafusion::scalar::ScalarValue::try_from_array(&out, 0)?,
+            ));
+        }
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// `numeric / numeric` with PostgreSQL's digits.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NumericDiv {
+    signature: Signature,
+}
+
+fn decimal_parts(t: &DataType) -> Result<(u8, i8)> {
+    match t {
+        DataType::Decimal128(p, s) => Ok((*p, *s)),
+        other => Err(DataFusionError::Internal(format!(
+            "numeric division of {other}"
+        ))),
+    }
+}
+
+impl ScalarUDFImpl for NumericDiv {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        "numeric_div"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        let (_, s1) = decimal_parts(&arg_types[0])?;
+        let (_, s2) = decimal_parts(&arg_types[1])?;
+        Ok(DataType::Decimal128(38, s1.max(s2).max(18)))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use crate::stream::exact::{Decimal, UNCONSTRAINED_NUMERIC, natural_scale, pg_div};
+        use datafusion::arrow::array::{Array, AsArray, Decimal128Builder};
+        use datafusion::arrow::datatypes::Decimal128Type;
+        let [l, r] = args.args.as_slice() else {
+            return Err(DataFusionError::Internal("two arguments expected".into()));
+        };
+        let lt = decimal_parts(&l.data_type())?;
+        let rt = decimal_parts(&r.data_type())?;
+        let DataType::Decimal128(_, out_scale) = args.return_field.data_type().clone() else {
+            return Err(DataFusionError::Internal(
+                "numeric_div returns a decimal".into(),
+            ));
+        };
+        let scalar = matches!((l, r), (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_)));
+        let rows = if scalar { 1 } else { args.number_rows };
+        let (la, ra) = (l.to_array(rows)?, r.to_array(rows)?);
+        let (la, ra) = (
+            la.as_primitive::<Decimal128Type>(),
+            ra.as_primitive::<Decimal128Type>(),
+        );
+        // A bare NUMERIC shows each value's own digits; a declared scale
+        // shows them all.
+        let operand = |v: i128, (p, s): (u8, i8)| Decimal {
+            unscaled: v,
+            scale: s.max(0) as u32,
+            dscale: if (p, s) == UNCONSTRAINED_NUMERIC {
+                natural_scale(v, s)
+            } else {
+                s.max(0) as u32
+            },
+        };
+        let mut out = Decimal128Builder::with_capacity(rows);
+        for i in 0..rows {
+            if la.is_null(i) || ra.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            let q = pg_div(
+                operand(la.value(i), lt),
+                operand(ra.value(i), rt),
+                out_scale.max(0) as u32,
+            )
+            .map_err(|e| e.into_datafusion())?;
+            out.append_value(q);
+        }
+        let out: datafusion::arrow::array::ArrayRef =
+            Arc::new(out.finish().with_precision_and_scale(38, out_scale)?);
         if scalar {
             return Ok(ColumnarValue::Scalar(
                 datafusion::scalar::ScalarValue::try_from_array(&out, 0)?,

@@ -6,5 +6,6 @@ pub mod checked_arithmetic;
 pub mod copy_format;
 pub mod ddl;
 pub mod pg_aggregates;
+pub mod pg_round;
 pub mod view_plan;
 pub mod windows;

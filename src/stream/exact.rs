@@ -391,39 +391,69 @@ pub fn pg_numeric_div(
     den: i64,
     out_scale: u32,
 ) -> Result<i128> {
-    if den == 0 {
+    pg_div(
+        Decimal {
+            unscaled: num_unscaled,
+            scale: num_scale,
+            dscale: num_dscale,
+        },
+        Decimal {
+            unscaled: den as i128,
+            scale: 0,
+            dscale: 0,
+        },
+        out_scale,
+    )
+}
+
+/// A decimal operand: `unscaled · 10^-scale`, shown with `dscale` digits.
+#[derive(Debug, Clone, Copy)]
+pub struct Decimal {
+    pub unscaled: i128,
+    pub scale: u32,
+    pub dscale: u32,
+}
+
+/// PostgreSQL's numeric division of two decimals, as [`pg_numeric_div`].
+pub fn pg_div(num: Decimal, den: Decimal, out_scale: u32) -> Result<i128> {
+    if den.unscaled == 0 {
         return Err(Error::DivisionByZero);
     }
-    if num_unscaled == 0 {
+    if num.unscaled == 0 {
         return Ok(0);
     }
-    let num = i256::from_i128(num_unscaled);
-    let den_v = i256::from_i128(den as i128);
-    let (w1, f1) = base10000(num, num_scale);
-    let (w2, f2) = base10000(den_v, 0);
+    let n0 = i256::from_i128(num.unscaled);
+    let d0 = i256::from_i128(den.unscaled);
+    let (w1, f1) = base10000(n0, num.scale);
+    let (w2, f2) = base10000(d0, den.scale);
     let mut qweight = w1 - w2;
     if f1 <= f2 {
         qweight -= 1;
     }
-    let rscale = (16 - qweight * 4).max(num_dscale as i32).clamp(0, 1000) as u32;
+    let rscale = (16 - qweight * 4)
+        .max(num.dscale as i32)
+        .max(den.dscale as i32)
+        .clamp(0, 1000) as u32;
     let at = rscale.min(out_scale);
-    // q = round(num · 10^(at − num_scale) / den), half away from zero.
-    let (n, d) = if at >= num_scale {
-        let f = pow10(at - num_scale);
-        (num.checked_mul(f).ok_or_else(overflow)?, den_v)
+    // q = round(num / den · 10^at), half away from zero:
+    // (n0 · 10^(at + den.scale)) / (d0 · 10^num.scale).
+    let up = at + den.scale;
+    let (n, d) = if up >= num.scale {
+        (
+            n0.checked_mul(pow10(up - num.scale)).ok_or_else(overflow)?,
+            d0,
+        )
     } else {
         (
-            num,
-            den_v
-                .checked_mul(pow10(num_scale - at))
-                .ok_or_else(overflow)?,
+            n0,
+            d0.checked_mul(pow10(num.scale - up)).ok_or_else(overflow)?,
         )
     };
     let q = n.wrapping_div(d);
     let r = n.wrapping_rem(d);
     let twice = r.wrapping_abs().wrapping_mul(i256::from_i128(2));
     let q = if twice >= d.wrapping_abs() {
-        if n.is_negative() {
+        if n.is_negative() != d.is_negative() {
             q.wrapping_sub(i256::ONE)
         } else {
             q.wrapping_add(i256::ONE)
@@ -855,5 +885,21 @@ mod tests {
         );
         assert_eq!(pg_numeric_div(-7, 0, 0, 2, 0).unwrap(), -4);
         assert!(pg_numeric_div(i128::MAX / 2, 0, 0, 1, 19).is_err());
+        // 4611686018427387904::numeric / 3 rounds to an integer (rscale 0).
+        let d = |unscaled, scale| Decimal {
+            unscaled,
+            scale,
+            dscale: scale,
+        };
+        assert_eq!(
+            pg_div(d(4611686018427387904, 0), d(3, 0), 16).unwrap(),
+            1537228672809129301 * 10i128.pow(16)
+        );
+        // 1 / -3 = -0.33333333333333333333; 7.50 / 2.5 = 3.0000000000000000
+        assert_eq!(
+            pg_div(d(1, 0), d(-3, 0), 20).unwrap(),
+            -33333333333333333333
+        );
+        assert_eq!(pg_div(d(750, 2), d(25, 1), 16).unwrap(), 3 * 10i128.pow(16));
     }
 }
