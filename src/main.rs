@@ -34,6 +34,12 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| EnvFilter::new("info,datafusion_postgres=warn,pgwire=warn")),
         )
         .init();
+    // A panic (in an operator, say) is caught where it can be and the view
+    // rebuilt; the log keeps where it happened.
+    std::panic::set_hook(Box::new(|info| {
+        let backtrace = std::backtrace::Backtrace::force_capture();
+        tracing::error!(panic = %info, %backtrace, "panic");
+    }));
     let cli = Cli::parse();
     let (args, playground) = match cli.command {
         Command::Serve(a) => (a, false),

@@ -138,6 +138,10 @@ pub struct Lake {
     epoch: std::sync::atomic::AtomicU64,
     /// One barrier at a time, so epochs reach every feed in order.
     barrier: Mutex<()>,
+    /// Views whose task stopped on an internal error or a panic report
+    /// here; the rebuilder re-creates them from their inputs.
+    rebuild_tx: tokio::sync::mpsc::UnboundedSender<String>,
+    rebuild_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
 }
 
 impl std::fmt::Debug for Lake {
@@ -172,6 +176,7 @@ impl Lake {
             warehouse = %warehouse.location(),
             "catalog loaded"
         );
+        let (rebuild_tx, rebuild_rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(Arc::new(Lake {
             warehouse,
             public,
@@ -180,6 +185,8 @@ impl Lake {
             pending_views: std::sync::Mutex::new(pending),
             epoch: std::sync::atomic::AtomicU64::new(0),
             barrier: Mutex::new(()),
+            rebuild_tx,
+            rebuild_rx: std::sync::Mutex::new(Some(rebuild_rx)),
         }))
     }
 

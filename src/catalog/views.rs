@@ -138,6 +138,8 @@ impl super::Lake {
             control: control_rx,
             downstream: Vec::new(),
             poison: Default::default(),
+            rebuild: Some(self.rebuild_tx.clone()),
+            fault: crate::stream::view::Fault::from_env(name),
         };
         let handle = tokio::spawn(task.run(backfills, feeds));
         self.public.add_view(
@@ -159,8 +161,65 @@ impl super::Lake {
         );
         drop(_guard);
         tracing::info!(view = %name, inputs = ?lowered.inputs, "materialized view created");
-        self.flush().await?;
+        self.end_epoch().await?;
         Ok(true)
+    }
+
+    /// Starts the task that rebuilds views whose task stopped (an internal
+    /// error or a panic in an operator): each is re-created from its
+    /// inputs, with the views that read it, after a pause that doubles
+    /// while rebuilds keep failing (1 s up to a minute).
+    pub fn start_rebuilder(self: &Arc<Self>, ctx: SessionContext) {
+        let Some(mut rx) = self.rebuild_rx.lock().expect("rebuild lock").take() else {
+            return;
+        };
+        let lake = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut pause = std::time::Duration::from_secs(1);
+            while let Some(name) = rx.recv().await {
+                tokio::time::sleep(pause).await;
+                let Some(lake) = lake.upgrade() else { break };
+                match lake.rebuild_view(&name, &ctx).await {
+                    Ok(()) => pause = std::time::Duration::from_secs(1),
+                    Err(e) => {
+                        tracing::error!(view = %name, error = %e, "rebuilding the view failed; retrying");
+                        pause = (pause * 2).min(std::time::Duration::from_secs(60));
+                        let _ = lake.rebuild_tx.send(name);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Re-creates a stopped view and the views that read it, keeping their
+    /// Iceberg tables.
+    async fn rebuild_view(&self, name: &str, ctx: &SessionContext) -> Result<()> {
+        let failed = self
+            .public
+            .view(name)
+            .is_some_and(|v| v.contents.failure().is_some());
+        if !failed {
+            return Ok(()); // dropped, or already rebuilt
+        }
+        let mut order = vec![name.to_string()];
+        let mut dependents = Vec::new();
+        self.collect_dependents(name, &mut dependents);
+        // Inputs before readers: the deepest dependents come first there.
+        dependents.reverse();
+        order.extend(dependents);
+        for view in order {
+            let Some(entry) = self.views.lock().expect("views lock").remove(&view) else {
+                continue;
+            };
+            entry.task.abort();
+            let definition = self.public.view(&view).map(|v| v.definition.clone());
+            self.public.remove_view(&view);
+            let Some(sql) = definition else { continue };
+            tracing::warn!(view = %view, "rebuilding materialized view from its inputs");
+            self.create_view(&view, &sql, false, ctx, Some(entry.storage))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Drops a view (and, with `cascade`, the views that read it); returns
@@ -232,10 +291,27 @@ impl super::Lake {
         self.public.view_definitions()
     }
 
+    /// FLUSH: ends the current epoch and fails (XX000) if a view has
+    /// stopped and is not rebuilt yet, rather than answer as if its stale
+    /// rows were current.
+    pub async fn flush(&self) -> Result<Epoch> {
+        let epoch = self.end_epoch().await?;
+        for (name, _) in self.public.view_definitions() {
+            if let Some(why) = self.public.view(&name).and_then(|v| v.contents.failure()) {
+                return Err(Error::ViewError {
+                    view: name,
+                    sqlstate: "XX000",
+                    message: format!("the view stopped and is being rebuilt: {why}"),
+                });
+            }
+        }
+        Ok(epoch)
+    }
+
     /// Ends the current epoch: returns once every change made before the
     /// call is reflected in every view, published and committed to the
     /// views' Iceberg tables.
-    pub async fn flush(&self) -> Result<Epoch> {
+    pub async fn end_epoch(&self) -> Result<Epoch> {
         let _barrier = self.barrier.lock().await;
         let epoch = self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         let (token, mut done) = EpochToken::new();

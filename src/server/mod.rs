@@ -123,6 +123,7 @@ impl Engine {
             );
         }
         lake.restore_views(&ctx).await?;
+        lake.start_rebuilder(ctx.clone());
         // Periodic barriers keep views fresh without FLUSH.
         let ticker = Arc::downgrade(&lake);
         tokio::spawn(async move {

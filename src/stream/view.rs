@@ -384,6 +384,58 @@ pub struct ViewTask {
     pub downstream: Vec<mpsc::Sender<Message>>,
     /// Rows left out because their evaluation failed.
     pub poison: Poison,
+    /// Where to ask for a rebuild when the task stops.
+    pub rebuild: Option<mpsc::UnboundedSender<String>>,
+    /// A fault to inject (tests only).
+    pub fault: Fault,
+}
+
+/// A fault injected into a view for tests, from the environment variable
+/// `STREAMLAKE_FAULT_PANIC_VIEW=<view>`: the view's operators panic once,
+/// at the first barrier after rows reached the view, in this process.
+#[derive(Default)]
+pub struct Fault {
+    panic_armed: bool,
+    saw_rows: bool,
+}
+
+static FAULT_FIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Fault {
+    pub fn from_env(view: &str) -> Fault {
+        let armed = std::env::var("STREAMLAKE_FAULT_PANIC_VIEW").is_ok_and(|v| v == view)
+            && !FAULT_FIRED.load(std::sync::atomic::Ordering::SeqCst);
+        Fault {
+            panic_armed: armed,
+            saw_rows: false,
+        }
+    }
+
+    fn at_barrier(&mut self) {
+        if self.panic_armed
+            && self.saw_rows
+            && !FAULT_FIRED.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("injected fault: STREAMLAKE_FAULT_PANIC_VIEW");
+        }
+    }
+}
+
+/// Runs operator code, turning a panic into an internal error (the panic
+/// hook has logged it with its backtrace), so one view's bug never takes
+/// down the server or another view.
+fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_string());
+            Err(Error::Internal(format!("an operator panicked: {what}")))
+        }
+    }
 }
 
 impl ViewTask {
@@ -421,7 +473,8 @@ impl ViewTask {
                 Event::Input(i, m) => (i, m),
             };
             let Some(msg) = msg else {
-                // An input stopped (an upstream view failed): say so.
+                // An input stopped (an upstream view failed and is being
+                // rebuilt, which rebuilds this view too): say so.
                 self.contents
                     .fail("an input of this view stopped".to_string());
                 return;
@@ -494,6 +547,9 @@ impl ViewTask {
         tracing::error!(view = %self.name, error = %e, "materialized view stopped");
         self.contents.fail(e.to_string());
         self.downstream.clear();
+        if let Some(tx) = self.rebuild.take() {
+            let _ = tx.send(self.name.clone());
+        }
         let mut turn = 0;
         loop {
             tokio::select! {
@@ -522,7 +578,14 @@ impl ViewTask {
 
     /// Input `i` changed.
     async fn input(&mut self, i: usize, chunks: Vec<Chunk>) -> Result<()> {
-        let chunks = push_node(&mut self.root, i, chunks, &mut self.poison)?;
+        if self.fault.panic_armed
+            && chunks.iter().any(|c| !c.is_empty())
+            && self.contents.epoch() > 0
+        {
+            self.fault.saw_rows = true;
+        }
+        let (root, poison) = (&mut self.root, &mut self.poison);
+        let chunks = guarded(|| push_node(root, i, chunks, poison))?;
         self.emit(chunks).await
     }
 
@@ -539,7 +602,11 @@ impl ViewTask {
 
     async fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         let epoch = barrier.epoch;
-        let out = flush_node(&mut self.root, epoch, &mut self.poison)?;
+        let (root, poison, fault) = (&mut self.root, &mut self.poison, &mut self.fault);
+        let out = guarded(|| {
+            fault.at_barrier();
+            flush_node(root, epoch, poison)
+        })?;
         self.emit(out).await?;
         let data_error = self.poison.first().or_else(|| node_data_error(&self.root));
         if let Some((code, message)) = &data_error {

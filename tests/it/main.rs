@@ -11,4 +11,5 @@ mod psql;
 mod python;
 mod s3;
 mod slt;
+mod view_failures;
 mod views;
