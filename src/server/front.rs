@@ -83,7 +83,7 @@ const SPAN_MENDS: &[(&str, &str, &str)] = &[(
 
 /// Applies [`MENDS`] and [`SPAN_MENDS`] and closes `COPY … FROM STDIN`.
 pub fn mend(query: &str) -> Cow<'_, str> {
-    let mut out = Cow::Borrowed(query);
+    let mut out = crate::sql::literals::wide_exponents(query);
     for (start, end, to) in SPAN_MENDS {
         if let Some(a) = out.find(start)
             && let Some(len) = out[a..].find(end)

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod adversarial;
 mod concurrency;
 mod oracle;
 mod persistence;
