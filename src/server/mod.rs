@@ -2,7 +2,8 @@
 //!
 //! datafusion-postgres provides the simple and extended query handlers, the
 //! pg_catalog emulation (datafusion-pg-catalog) and Arrow → wire encoding
-//! (arrow-pg); we add our statement hook ([`hook`]), COPY ([`copy`]),
+//! (arrow-pg); we add our statement hook ([`hook`]), session settings
+//! ([`settings`]), COPY ([`copy`]),
 //! authentication ([`auth`]) and SQLSTATE mapping ([`errors`]). Each
 //! connection runs in its own task: a failing statement or a dropped client
 //! affects nobody else.
@@ -13,6 +14,7 @@ pub mod errors;
 pub mod front;
 pub mod hook;
 pub mod pg_compat;
+pub mod settings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,6 +66,7 @@ impl Engine {
         ctx.add_analyzer_rule(Arc::new(
             crate::sql::aggregate_filter::NullSafeAggregateFilter,
         ));
+        ctx.add_analyzer_rule(Arc::new(crate::sql::pg_text_cast::PgTextCast::default()));
         let catalog = MemoryCatalogProvider::new();
         catalog.register_schema("public", lake.schema())?;
         ctx.register_catalog(DATABASE, Arc::new(catalog));
@@ -154,6 +157,7 @@ impl Handlers {
             Arc::new(hook::LakeHook {
                 lake: engine.lake.clone(),
             }),
+            Arc::new(settings::SettingsHook),
             Arc::new(CursorStatementHook),
             Arc::new(SetShowHook),
         ];

@@ -102,33 +102,14 @@ impl ScalarUDFImpl for Version {
     }
 }
 
-/// `current_setting(name)` for the server settings clients read. Session
-/// settings changed with SET are not seen here (DataFusion keeps those in
-/// its own config); an unknown name is an error, as in PostgreSQL.
+/// `current_setting(name)` inside a larger query: the server's values
+/// (`DEFAULT_SETTINGS`). A bare `SELECT current_setting('x')` is answered
+/// with the session's value by [`super::settings`]; an unknown name is an
+/// error, as in PostgreSQL.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct CurrentSetting {
     signature: Signature,
 }
-
-const SETTINGS: &[(&str, &str)] = &[
-    ("default_table_access_method", "heap"),
-    ("server_version", "16.6"),
-    ("server_version_num", "160006"),
-    ("server_encoding", "UTF8"),
-    ("client_encoding", "UTF8"),
-    ("datestyle", "ISO, MDY"),
-    ("timezone", "UTC"),
-    ("search_path", "\"$user\", public"),
-    ("standard_conforming_strings", "on"),
-    ("integer_datetimes", "on"),
-    ("max_identifier_length", "63"),
-    ("default_transaction_isolation", "read committed"),
-    ("transaction_isolation", "read committed"),
-    ("default_transaction_read_only", "off"),
-    ("transaction_read_only", "off"),
-    ("lc_collate", "C"),
-    ("lc_ctype", "C"),
-];
 
 impl ScalarUDFImpl for CurrentSetting {
     fn as_any(&self) -> &dyn Any {
@@ -149,7 +130,7 @@ impl ScalarUDFImpl for CurrentSetting {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let lookup = |name: &str| -> Result<String> {
-            SETTINGS
+            datafusion_pg_catalog::pg_catalog::pg_settings::DEFAULT_SETTINGS
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.to_string())
@@ -213,7 +194,6 @@ pub fn functions() -> Vec<ScalarUDF> {
                 ("pg_get_function_result", 1),
                 ("pg_get_function_arguments", 1),
                 ("pg_get_function_identity_arguments", 1),
-                ("to_regtype", 1),
                 ("pg_get_serial_sequence", 2),
                 // Only reached for identity columns, which streamlake has none of;
                 // 0 marks a variadic function.

@@ -400,6 +400,8 @@ fn encode_delimited(
                 } else {
                     'f'
                 });
+            } else if let Some(text) = pg_text(col, row) {
+                cell.push_str(&text);
             } else {
                 use std::fmt::Write;
                 write!(cell, "{}", f.value(row)).map_err(|e| Error::Internal(e.to_string()))?;
@@ -416,6 +418,28 @@ fn encode_delimited(
         buffer: Bytes::from(buf.into_bytes()),
         ends,
     })
+}
+
+/// PostgreSQL's text of a timestamp or numeric cell (shared with query
+/// results; timestamptz in UTC), or None for other types.
+fn pg_text(col: &ArrayRef, row: usize) -> Option<String> {
+    use datafusion_postgres::arrow_pg::encoder::timestamp_value;
+    use datafusion_postgres::arrow_pg::pg_text::{PgNumeric, write_timestamp};
+    match col.data_type() {
+        DataType::Timestamp(unit, tz) => {
+            let value = timestamp_value(col, row, unit)?;
+            let mut s = String::with_capacity(32);
+            write_timestamp(&mut s, &value, tz.as_ref().map(|_| 0));
+            Some(s)
+        }
+        DataType::Decimal128(p, s) => {
+            let v = col
+                .as_primitive::<datafusion::arrow::datatypes::Decimal128Type>()
+                .value(row);
+            Some(PgNumeric::new(v, *p, *s).text())
+        }
+        _ => None,
+    }
 }
 
 fn escape_text(value: &str, delimiter: u8, out: &mut String) {
@@ -497,6 +521,7 @@ fn binary_supported(t: &DataType) -> Result<()> {
         | D::Binary
         | D::LargeBinary
         | D::Date32
+        | D::Decimal128(..)
         | D::Timestamp(TimeUnit::Microsecond, _) => Ok(()),
         other => Err(Error::FeatureNotSupported(format!(
             "COPY TO with FORMAT binary does not support type {other} yet"
@@ -539,6 +564,13 @@ fn put_binary_value(col: &ArrayRef, row: usize, buf: &mut BytesMut) -> Result<()
         DataType::Date32 => {
             buf.put_i32(4);
             buf.put_i32(col.as_primitive::<t::Date32Type>().value(row) - PG_EPOCH_DAYS);
+        }
+        DataType::Decimal128(p, s) => {
+            let v = col.as_primitive::<t::Decimal128Type>().value(row);
+            let mut value = BytesMut::new();
+            datafusion_postgres::arrow_pg::pg_text::PgNumeric::new(v, *p, *s)
+                .write_binary(&mut value);
+            put_bytes(buf, &value);
         }
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
             buf.put_i32(8);

@@ -4,5 +4,6 @@
 pub mod aggregate_filter;
 pub mod copy_format;
 pub mod ddl;
+pub mod pg_text_cast;
 pub mod view_plan;
 pub mod windows;
