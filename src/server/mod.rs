@@ -13,6 +13,7 @@ pub mod copy;
 pub mod errors;
 pub mod front;
 pub mod hook;
+pub mod information_schema;
 pub mod pg_compat;
 pub mod settings;
 
@@ -60,7 +61,8 @@ impl Engine {
         let warehouse = Warehouse::open(config).await?;
         let lake = Lake::open(warehouse).await?;
         let session_config = SessionConfig::new()
-            .with_information_schema(true)
+            // Ours (information_schema.rs) replaces DataFusion's.
+            .with_information_schema(false)
             .with_default_catalog_and_schema(DATABASE, "public");
         let ctx = SessionContext::new_with_config(session_config);
         ctx.add_analyzer_rule(Arc::new(
@@ -72,6 +74,10 @@ impl Engine {
         ctx.register_catalog(DATABASE, Arc::new(catalog));
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
             .map_err(|e| Error::DataFusion(*e))?;
+        let info = information_schema::schema(&ctx, DATABASE).await?;
+        ctx.catalog(DATABASE)
+            .expect("registered above")
+            .register_schema("information_schema", info)?;
         // datafusion-pg-catalog answers "datafusion" here; clients show it.
         ctx.register_udf(current_database_udf());
         for f in pg_compat::functions() {
