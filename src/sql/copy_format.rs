@@ -420,11 +420,13 @@ fn encode_delimited(
     })
 }
 
-/// PostgreSQL's text of a timestamp or numeric cell (shared with query
+/// PostgreSQL's text of a timestamp, numeric or float cell (shared with query
 /// results; timestamptz in UTC), or None for other types.
 fn pg_text(col: &ArrayRef, row: usize) -> Option<String> {
     use datafusion_postgres::arrow_pg::encoder::timestamp_value;
-    use datafusion_postgres::arrow_pg::pg_text::{PgNumeric, write_timestamp};
+    use datafusion_postgres::arrow_pg::pg_text::{
+        PgNumeric, float4_text, float8_text, write_timestamp,
+    };
     match col.data_type() {
         DataType::Timestamp(unit, tz) => {
             let value = timestamp_value(col, row, unit)?;
@@ -438,6 +440,14 @@ fn pg_text(col: &ArrayRef, row: usize) -> Option<String> {
                 .value(row);
             Some(PgNumeric::new(v, *p, *s).text())
         }
+        DataType::Float64 => Some(float8_text(
+            col.as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                .value(row),
+        )),
+        DataType::Float32 => Some(float4_text(
+            col.as_primitive::<datafusion::arrow::datatypes::Float32Type>()
+                .value(row),
+        )),
         _ => None,
     }
 }

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod clients;
 mod concurrency;
 mod oracle;
 mod persistence;

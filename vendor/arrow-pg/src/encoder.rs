@@ -18,7 +18,7 @@ use rust_decimal::Decimal;
 use timezone::Tz;
 
 use crate::error::ToSqlError;
-use crate::pg_text::{PgNumeric, PgTimestamp};
+use crate::pg_text::{PgFloat, PgNumeric, PgTimestamp};
 use chrono::TimeZone;
 #[cfg(feature = "postgis")]
 use crate::geo_encoder::encode_geo;
@@ -283,8 +283,13 @@ pub fn encode_value<T: Encoder>(
             encoder.encode_field(&get_u32_value(arr, idx).map(|x| x as i64), pg_field)?
         }
         DataType::UInt64 => encoder.encode_field(&get_u64_as_decimal_value(arr, idx), pg_field)?,
-        DataType::Float32 => encoder.encode_field(&get_f32_value(arr, idx), pg_field)?,
-        DataType::Float64 => encoder.encode_field(&get_f64_value(arr, idx), pg_field)?,
+        // streamlake patch: PostgreSQL's float text (crate::pg_text).
+        DataType::Float32 => {
+            encoder.encode_field(&get_f32_value(arr, idx).map(PgFloat::F4), pg_field)?
+        }
+        DataType::Float64 => {
+            encoder.encode_field(&get_f64_value(arr, idx).map(PgFloat::F8), pg_field)?
+        }
         // streamlake patch: the declared scale, or normalized when
         // unconstrained (crate::pg_text).
         DataType::Decimal128(p, s) => {

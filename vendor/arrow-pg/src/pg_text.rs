@@ -128,6 +128,80 @@ impl ToSqlText for PgTimestamp {
     }
 }
 
+/// PostgreSQL's text of a float (extra_float_digits > 0, the default since
+/// PostgreSQL 12): the shortest text that reads back exactly, in exponent
+/// form when the decimal exponent is below -4 or at least `max_exp` (15 for
+/// float8, 6 for float4): `2`, `1.5`, `1e+20`, `1e-05`, `Infinity`, `NaN`.
+pub fn float_text(v: f64, shortest_sci: String, shortest: String, max_exp: i32) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    let (mantissa, exp) = shortest_sci.split_once('e').unwrap_or((&shortest_sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if exp < -4 || exp >= max_exp {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
+    } else {
+        shortest
+    }
+}
+
+pub fn float8_text(v: f64) -> String {
+    float_text(v, format!("{v:e}"), format!("{v}"), 15)
+}
+
+pub fn float4_text(v: f32) -> String {
+    float_text(v as f64, format!("{v:e}"), format!("{v}"), 6)
+}
+
+/// A float to encode with PostgreSQL's text form (binary unchanged).
+#[derive(Debug, Clone, Copy)]
+pub enum PgFloat {
+    F4(f32),
+    F8(f64),
+}
+
+impl ToSql for PgFloat {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        match self {
+            PgFloat::F4(v) => v.to_sql(ty, out),
+            PgFloat::F8(v) => v.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::FLOAT4 | Type::FLOAT8)
+    }
+
+    to_sql_checked!();
+}
+
+impl ToSqlText for PgFloat {
+    fn to_sql_text(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+        _format_options: &FormatOptions,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        let text = match self {
+            PgFloat::F4(v) => float4_text(*v),
+            PgFloat::F8(v) => float8_text(*v),
+        };
+        out.put_slice(text.as_bytes());
+        Ok(IsNull::No)
+    }
+}
+
 /// A numeric value: `value * 10^-scale`, printed with `dscale` digits after
 /// the point.
 #[derive(Debug, Clone, Copy)]
@@ -295,6 +369,20 @@ mod tests {
         assert_eq!(PgNumeric::new(-5, 38, 10).text(), "-0.0000000005");
         assert_eq!(PgNumeric::new(0, 38, 10).text(), "0");
         assert_eq!(PgNumeric::new(-7, 5, 2).text(), "-0.07");
+    }
+
+    #[test]
+    fn floats_print_as_postgres_does() {
+        assert_eq!(float8_text(2.0), "2");
+        assert_eq!(float8_text(1.5), "1.5");
+        assert_eq!(float8_text(1e20), "1e+20");
+        assert_eq!(float8_text(123456789012345.0), "123456789012345");
+        assert_eq!(float8_text(0.0001), "0.0001");
+        assert_eq!(float8_text(0.00001), "1e-05");
+        assert_eq!(float8_text(0.1 + 0.2), "0.30000000000000004");
+        assert_eq!(float4_text(1e6), "1e+06");
+        assert_eq!(float4_text(123456.0), "123456");
+        assert_eq!(float8_text(f64::NEG_INFINITY), "-Infinity");
     }
 
     #[test]

@@ -196,6 +196,40 @@ impl VisitorMut for RegCastVisitor<'_> {
 
 impl SqlStatementRewriteRule for RewriteRegCasts {
     fn rewrite(&self, mut s: Statement) -> Statement {
+        // A rewritten select-list item keeps the name PostgreSQL gives the
+        // original (DataFusion would name every lookup `(<subquery>)`).
+        if let Statement::Query(q) = &mut s
+            && let SetExpr::Select(select) = q.body.as_mut()
+        {
+            let mut used: HashMap<String, usize> = HashMap::new();
+            for item in select.projection.iter_mut() {
+                if let SelectItem::ExprWithAlias { alias, .. } = item {
+                    *used.entry(fold(alias)).or_default() += 1;
+                }
+            }
+            for item in select.projection.iter_mut() {
+                let SelectItem::UnnamedExpr(e) = item else {
+                    continue;
+                };
+                let mut rewritten = e.clone();
+                let _ = rewritten.visit(&mut RegCastVisitor(self));
+                if rewritten == *e {
+                    continue;
+                }
+                let name = output_name(e);
+                let n = used.entry(name.clone()).or_default();
+                let alias = if *n == 0 {
+                    name
+                } else {
+                    format!("{name}{}{n}", arrow_pg::pg_text::DUPLICATE_NAME_MARK)
+                };
+                *n += 1;
+                *item = SelectItem::ExprWithAlias {
+                    expr: rewritten,
+                    alias: Ident::with_quote('"', alias),
+                };
+            }
+        }
         let _ = s.visit(&mut RegCastVisitor(self));
         s
     }
@@ -238,9 +272,35 @@ fn output_name(e: &Expr) -> String {
             .and_then(|p| p.as_ident())
             .map(fold)
             .unwrap_or_else(|| "?column?".into()),
-        Expr::Cast { expr, .. } | Expr::Nested(expr) => output_name(expr),
+        Expr::Cast {
+            expr, data_type, ..
+        } => match output_name(expr).as_str() {
+            "?column?" => type_output_name(data_type),
+            name => name.to_string(),
+        },
+        Expr::Nested(expr) => output_name(expr),
         _ => "?column?".into(),
     }
+}
+
+/// PostgreSQL's internal name of a type, which names a cast of a constant.
+fn type_output_name(data_type: &DataType) -> String {
+    let name = type_name(data_type);
+    let base = name.split('(').next().unwrap_or_default().trim();
+    match base {
+        "int" | "integer" => "int4",
+        "bigint" => "int8",
+        "smallint" => "int2",
+        "real" => "float4",
+        "double precision" | "float" => "float8",
+        "boolean" => "bool",
+        "character varying" => "varchar",
+        "decimal" => "numeric",
+        "timestamp with time zone" => "timestamptz",
+        "timestamp without time zone" => "timestamp",
+        other => other,
+    }
+    .to_string()
 }
 
 fn fold(i: &Ident) -> String {
