@@ -3,7 +3,8 @@
 //!
 //! - [`RewriteRegCasts`]: `'t'::regclass`, `to_regclass(x)`, `'numeric'::regtype`,
 //!   `to_regtype(x)` become OID lookups in pg_class / pg_type, and
-//!   `oid::regtype::text` becomes `format_type(oid, -1)`.
+//!   `oid::regtype::text` becomes `format_type(oid, -1)`, and
+//!   `pg_table_is_visible(oid)` tests the schemas on the search path.
 //! - [`AliasRepeatedOutputNames`]: a select list may repeat an output name in
 //!   PostgreSQL (`SELECT i, i`, `SELECT current_user, session_user`) but not
 //!   in DataFusion; repeats get a unique alias that the wire encoder trims
@@ -31,6 +32,13 @@ WHERE n.nspname = COALESCE(
     current_schema()
 )
 AND c.relname = p.parts[-1]";
+
+/// Relations on the search path (`pg_table_is_visible`): public and
+/// pg_catalog, not information_schema.
+const VISIBLE_RELATIONS: &str = "SELECT c.oid
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname IN ('public', 'pg_catalog')";
 
 /// The OID of a type named by text (`int4` or `integer`), NULL if none.
 const REGTYPE_LOOKUP: &str = "SELECT min(t.oid)
@@ -66,6 +74,7 @@ impl VisitorMut for NameReplacer {
 pub struct RewriteRegCasts {
     regclass: Box<Query>,
     regtype: Box<Query>,
+    visible: Box<Query>,
 }
 
 impl Default for RewriteRegCasts {
@@ -79,6 +88,7 @@ impl RewriteRegCasts {
         Self {
             regclass: parse_query(REGCLASS_LOOKUP),
             regtype: parse_query(REGTYPE_LOOKUP),
+            visible: parse_query(VISIBLE_RELATIONS),
         }
     }
 }
@@ -182,6 +192,11 @@ impl VisitorMut for RegCastVisitor<'_> {
                 match (name, single_arg(&f.args)) {
                     ("to_regclass", Some(arg)) => Some(self.lookup(&self.0.regclass, arg)),
                     ("to_regtype", Some(arg)) => Some(self.lookup(&self.0.regtype, arg)),
+                    ("pg_table_is_visible", Some(arg)) => Some(Expr::InSubquery {
+                        expr: Box::new(arg),
+                        subquery: self.0.visible.clone(),
+                        negated: false,
+                    }),
                     _ => None,
                 }
             }
