@@ -266,3 +266,60 @@ async fn psql_describes_and_copies_as_postgres_does() {
         assert_eq!(lake, pg, "psql {command}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_functions_and_sql_clients_send() {
+    let p = Pair::new(SETUP).await;
+    for sql in [
+        "SELECT pg_size_pretty(CAST(123456 AS BIGINT)), pg_size_pretty(CAST(10239 AS BIGINT)), \
+         pg_size_pretty(CAST(5000000000 AS BIGINT))",
+        "SELECT 'a_b' LIKE 'a/_b' ESCAPE '/', 'axb' LIKE 'a/_b' ESCAPE '/', \
+         'a%' LIKE 'a#%' ESCAPE '#'",
+        "SELECT relname FROM pg_class WHERE relname LIKE 'pair/_%' ESCAPE '/' OR relname = 'pairs'",
+    ] {
+        p.same(sql, false).await;
+    }
+    // A parameter used twice, with different inferred types, and parameters
+    // out of textual order (SQLAlchemy's reflection, pandas.read_sql_table).
+    for c in [&p.lake, &p.pg] {
+        let rows = c
+            .query(
+                "SELECT id FROM events WHERE id = $1 OR id = $1 + 1 ORDER BY id",
+                &[&1i32],
+            )
+            .await
+            .unwrap();
+        let ids: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(ids, vec![1, 2]);
+        let row = c
+            .query_one(
+                "SELECT $2::text AS b, $1::int AS a, $2::text || 'x'",
+                &[&7i32, &"s"],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                row.get::<_, String>(0),
+                row.get::<_, i32>(1),
+                row.get::<_, String>(2)
+            ),
+            ("s".to_string(), 7, "sx".to_string())
+        );
+    }
+    // psql's \dt+ (relation sizes) and \d+ of a materialized view
+    // (pg_get_viewdef) run; streamlake's sizes are 0 bytes.
+    p.lake
+        .batch_execute("CREATE MATERIALIZED VIEW big AS SELECT id, amount FROM events WHERE id > 1")
+        .await
+        .unwrap();
+    let dt = psql(p.server.port, "tester", "dev", "\\dt+");
+    assert!(dt.contains("events") && dt.contains("0 bytes"), "{dt}");
+    let d = psql(p.server.port, "tester", "dev", "\\d+ big");
+    assert!(
+        d.contains("Materialized view \"public.big\"")
+            && d.contains("View definition:")
+            && d.contains("WHERE id > 1"),
+        "{d}"
+    );
+}

@@ -36,10 +36,33 @@ fn extract_placeholder_cast_types(plan: &LogicalPlan) -> Result<HashMap<String, 
     Ok(placeholder_types)
 }
 
+/// streamlake patch: DataFusion's `get_parameter_types` refuses a parameter
+/// used twice with different inferred types (`id = $1 OR id = $1 + 1`: Int32
+/// and Int64), and forgets a known type when a later use has none. Here the
+/// first known type wins, as in PostgreSQL; the analyzer coerces the bound
+/// literal wherever else it lands.
+fn parameter_types(plan: &LogicalPlan) -> Result<HashMap<String, Option<DataType>>> {
+    let mut types: HashMap<String, Option<DataType>> = HashMap::new();
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::Placeholder(ph) = e {
+                    let entry = types.entry(ph.id.clone()).or_insert(None);
+                    if entry.is_none() {
+                        *entry = ph.field.as_ref().map(|f| f.data_type().clone());
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    Ok(types)
+}
+
 pub fn get_inferred_parameter_types(
     plan: &LogicalPlan,
 ) -> Result<HashMap<String, Option<DataType>>> {
-    let param_types = plan.get_parameter_types()?;
+    let param_types = parameter_types(plan)?;
 
     let has_none = param_types.values().any(|v| v.is_none());
 

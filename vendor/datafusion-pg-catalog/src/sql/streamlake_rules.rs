@@ -40,6 +40,13 @@ FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname IN ('public', 'pg_catalog')";
 
+/// The defining query of a (materialized) view by OID, NULL for others.
+const VIEW_DEFINITION: &str = "SELECT max(v.definition)
+FROM pg_catalog.pg_matviews v
+JOIN pg_catalog.pg_namespace n ON n.nspname = v.schemaname
+JOIN pg_catalog.pg_class c ON c.relname = v.matviewname AND c.relnamespace = n.oid
+WHERE c.oid = CAST(__name AS INT)";
+
 /// The OID of a type named by text (`int4` or `integer`), NULL if none.
 const REGTYPE_LOOKUP: &str = "SELECT min(t.oid)
 FROM pg_catalog.pg_type t
@@ -75,6 +82,7 @@ pub struct RewriteRegCasts {
     regclass: Box<Query>,
     regtype: Box<Query>,
     visible: Box<Query>,
+    viewdef: Box<Query>,
 }
 
 impl Default for RewriteRegCasts {
@@ -89,6 +97,7 @@ impl RewriteRegCasts {
             regclass: parse_query(REGCLASS_LOOKUP),
             regtype: parse_query(REGTYPE_LOOKUP),
             visible: parse_query(VISIBLE_RELATIONS),
+            viewdef: parse_query(VIEW_DEFINITION),
         }
     }
 }
@@ -119,13 +128,47 @@ fn is_name_value(e: &Expr) -> bool {
 }
 
 fn single_arg(args: &FunctionArguments) -> Option<Expr> {
+    first_arg(args, 1)
+}
+
+/// The first argument of a call with 1..=max arguments.
+fn first_arg(args: &FunctionArguments, max: usize) -> Option<Expr> {
     match args {
-        FunctionArguments::List(list) if list.args.len() == 1 => match &list.args[0] {
+        FunctionArguments::List(list) if (1..=max).contains(&list.args.len()) => match &list.args[0] {
             FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
             _ => None,
         },
         _ => None,
     }
+}
+
+fn escape_value(v: &Value) -> Option<char> {
+    match v {
+        Value::SingleQuotedString(s) if s.chars().count() == 1 => s.chars().next(),
+        _ => None,
+    }
+}
+
+/// A LIKE pattern with escape character `esc`, rewritten for the backslash.
+fn backslash_escaped(pattern: &str, esc: char) -> String {
+    let mut out = String::with_capacity(pattern.len() + 4);
+    let mut chars = pattern.chars();
+    while let Some(ch) = chars.next() {
+        if ch == esc {
+            match chars.next() {
+                Some(next) => {
+                    out.push('\\');
+                    out.push(next);
+                }
+                None => out.push(ch),
+            }
+        } else if ch == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(ch);
+        }
+    }
+    out
 }
 
 struct RegCastVisitor<'a>(&'a RewriteRegCasts);
@@ -186,9 +229,40 @@ impl VisitorMut for RegCastVisitor<'_> {
                 "regtype" => Some(self.lookup(&self.0.regtype, (**inner).clone())),
                 _ => None,
             },
+            // DataFusion's LIKE takes no escape character but the backslash:
+            // a constant pattern is rewritten to use it.
+            Expr::Like {
+                pattern,
+                escape_char,
+                ..
+            }
+            | Expr::ILike {
+                pattern,
+                escape_char,
+                ..
+            } => {
+                if let Some(c) = escape_char.as_ref().and_then(escape_value)
+                    && c != '\\'
+                    && let Expr::Value(ValueWithSpan {
+                        value: Value::SingleQuotedString(p),
+                        ..
+                    }) = pattern.as_ref()
+                {
+                    let p = backslash_escaped(p, c);
+                    **pattern = Expr::Value(Value::SingleQuotedString(p).with_empty_span());
+                    *escape_char = None;
+                }
+                None
+            }
             Expr::Function(f) => {
                 let name = f.name.to_string().to_lowercase();
                 let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+                if name == "pg_get_viewdef"
+                    && let Some(oid) = first_arg(&f.args, 2)
+                {
+                    *expr = self.lookup(&self.0.viewdef, oid);
+                    return ControlFlow::Continue(());
+                }
                 match (name, single_arg(&f.args)) {
                     ("to_regclass", Some(arg)) => Some(self.lookup(&self.0.regclass, arg)),
                     ("to_regtype", Some(arg)) => Some(self.lookup(&self.0.regtype, arg)),
@@ -411,6 +485,17 @@ mod tests {
             out,
             "SELECT current_database(), current_user AS \"current_user\", session_user AS \"session_user\""
         );
+    }
+
+    #[test]
+    fn like_escape_becomes_backslash() {
+        assert_eq!(backslash_escaped("pg/_%", '/'), "pg\\_%");
+        assert_eq!(backslash_escaped("a//b\\c", '/'), "a\\/b\\\\c");
+        let out = rewrite(
+            &RewriteRegCasts::new(),
+            "SELECT 1 FROM t WHERE a LIKE 'x/_%' ESCAPE '/'",
+        );
+        assert_eq!(out, "SELECT 1 FROM t WHERE a LIKE 'x\\_%'");
     }
 
     #[test]
