@@ -342,6 +342,29 @@ pub struct EncodedRows {
     pub ends: Vec<usize>,
 }
 
+/// The first line of `COPY … TO … (FORMAT csv, HEADER)`: the column names,
+/// quoted as values are.
+pub fn csv_header(format: &CopyFormat, schema: &SchemaRef) -> Option<Bytes> {
+    let CopyFormat::Csv {
+        delimiter,
+        null,
+        quote,
+        header: true,
+    } = format
+    else {
+        return None;
+    };
+    let mut line = String::new();
+    for (i, f) in schema.fields().iter().enumerate() {
+        if i > 0 {
+            line.push(*delimiter as char);
+        }
+        quote_csv(f.name(), *delimiter, *quote, null, &mut line);
+    }
+    line.push('\n');
+    Some(Bytes::from(line.into_bytes()))
+}
+
 /// The binary COPY header (signature, flags, extension length).
 pub fn binary_header() -> Bytes {
     let mut b = BytesMut::with_capacity(19);

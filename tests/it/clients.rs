@@ -260,11 +260,26 @@ async fn psql_describes_and_copies_as_postgres_does() {
         "SELECT * FROM events ORDER BY id",
         "COPY events TO STDOUT",
         "COPY (SELECT id, at, amount, price FROM events ORDER BY id) TO STDOUT WITH (FORMAT csv)",
+        "COPY (SELECT id, note, score FROM events ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)",
+        "COPY (SELECT id FROM events WHERE id > 100) TO STDOUT WITH (FORMAT csv, HEADER)",
+        "\\copy (SELECT id, day FROM events ORDER BY id) TO STDOUT WITH CSV HEADER",
     ] {
         let lake = psql(p.server.port, "tester", "dev", command);
         let pg = psql(p._pg.port, "postgres", "postgres", command);
         assert_eq!(lake, pg, "psql {command}");
     }
+    // \copy … FROM a CSV file with a header line.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pairs.csv");
+    std::fs::write(&file, "a,b,c\n7,70,8\n9,,10\n").unwrap();
+    let command = format!(
+        "\\copy pairs FROM '{}' WITH (FORMAT csv, HEADER)",
+        file.display()
+    );
+    let lake = psql(p.server.port, "tester", "dev", &command);
+    let pg = psql(p._pg.port, "postgres", "postgres", &command);
+    assert_eq!(lake, pg, "psql {command}");
+    p.same("SELECT * FROM pairs ORDER BY a", true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
