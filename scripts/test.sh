@@ -14,8 +14,11 @@ section "checking formatting"
 cargo fmt --all -- --check
 
 section "running tests"
+# Not under -e: the summary must print when tests fail too.
+set +e
 cargo test --locked 2>&1 | tee "$CACHE/last-test.log"
 status=${PIPESTATUS[0]}
+set -e
 echo
 echo "== summary =="
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed\n", p, f }' "$CACHE/last-test.log"

@@ -326,9 +326,17 @@ async fn copy_out(
         }
     };
     let ncols = df.schema().fields().len();
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let batches = df.execute_stream().await?;
     let binary = format == CopyFormat::Binary;
-    let header = binary.then(copy_format::binary_header);
+    // A header (binary signature, or CSV column names) rides with the first
+    // row, or goes alone when there are none.
+    let header = if binary {
+        Some(copy_format::binary_header())
+    } else {
+        copy_format::csv_header(&format, &schema)
+    };
+    let lone_header = header.clone();
     let fmt = format.clone();
     let mut first = true;
     let rows = batches.flat_map(move |batch| {
@@ -363,18 +371,19 @@ async fn copy_out(
     });
     // pgwire appends the binary trailer itself; an empty binary result still
     // needs its header.
-    let stream: futures::stream::BoxStream<'static, PgWireResult<CopyData>> = if binary {
-        let mut rows = rows.peekable();
-        if std::pin::Pin::new(&mut rows).peek().await.is_none() {
-            Box::pin(futures::stream::once(async {
-                Ok(CopyData::new(copy_format::binary_header()))
-            }))
+    let stream: futures::stream::BoxStream<'static, PgWireResult<CopyData>> =
+        if let Some(lone_header) = lone_header {
+            let mut rows = rows.peekable();
+            if std::pin::Pin::new(&mut rows).peek().await.is_none() {
+                Box::pin(futures::stream::once(async {
+                    Ok(CopyData::new(lone_header))
+                }))
+            } else {
+                Box::pin(rows)
+            }
         } else {
             Box::pin(rows)
-        }
-    } else {
-        Box::pin(rows)
-    };
+        };
     Ok(Response::CopyOut(CopyResponse::new(
         format.wire_code(),
         ncols,

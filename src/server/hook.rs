@@ -183,7 +183,7 @@ impl LakeHook {
 
 /// SAVEPOINT, RELEASE and ROLLBACK TO: accepted so drivers that wrap
 /// statements in savepoints (psycopg, SQLAlchemy) work. Statements commit
-/// one by one (see docs/sql.md), so there is nothing to roll back to; a
+/// one by one (see docs/guide.md, Transactions), so there is nothing to roll back to; a
 /// ROLLBACK TO leaves a failed transaction block usable again, as in
 /// PostgreSQL.
 pub struct SavepointHook;

@@ -2,7 +2,8 @@
 //!
 //! datafusion-postgres provides the simple and extended query handlers, the
 //! pg_catalog emulation (datafusion-pg-catalog) and Arrow → wire encoding
-//! (arrow-pg); we add our statement hook ([`hook`]), COPY ([`copy`]),
+//! (arrow-pg); we add our statement hook ([`hook`]), session settings
+//! ([`settings`]), COPY ([`copy`]),
 //! authentication ([`auth`]) and SQLSTATE mapping ([`errors`]). Each
 //! connection runs in its own task: a failing statement or a dropped client
 //! affects nobody else.
@@ -12,7 +13,9 @@ pub mod copy;
 pub mod errors;
 pub mod front;
 pub mod hook;
+pub mod information_schema;
 pub mod pg_compat;
+pub mod settings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,7 +61,8 @@ impl Engine {
         let warehouse = Warehouse::open(config).await?;
         let lake = Lake::open(warehouse).await?;
         let session_config = SessionConfig::new()
-            .with_information_schema(true)
+            // Ours (information_schema.rs) replaces DataFusion's.
+            .with_information_schema(false)
             // `1.5` is a numeric literal in PostgreSQL, not a double.
             .set_bool("datafusion.sql_parser.parse_float_as_decimal", true)
             .with_default_catalog_and_schema(DATABASE, "public");
@@ -69,11 +73,16 @@ impl Engine {
         ctx.add_analyzer_rule(Arc::new(
             crate::sql::checked_arithmetic::CheckedIntegerArithmetic,
         ));
+        ctx.add_analyzer_rule(Arc::new(crate::sql::pg_text_cast::PgTextCast::default()));
         let catalog = MemoryCatalogProvider::new();
         catalog.register_schema("public", lake.schema())?;
         ctx.register_catalog(DATABASE, Arc::new(catalog));
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
             .map_err(|e| Error::DataFusion(*e))?;
+        let info = information_schema::schema(&ctx, DATABASE).await?;
+        ctx.catalog(DATABASE)
+            .expect("registered above")
+            .register_schema("information_schema", info)?;
         // datafusion-pg-catalog answers "datafusion" here; clients show it.
         ctx.register_udf(current_database_udf());
         crate::sql::pg_aggregates::register(&ctx);
@@ -176,6 +185,7 @@ impl Handlers {
             Arc::new(hook::LakeHook {
                 lake: engine.lake.clone(),
             }),
+            Arc::new(settings::SettingsHook),
             Arc::new(CursorStatementHook),
             Arc::new(SetShowHook),
         ];

@@ -102,33 +102,14 @@ impl ScalarUDFImpl for Version {
     }
 }
 
-/// `current_setting(name)` for the server settings clients read. Session
-/// settings changed with SET are not seen here (DataFusion keeps those in
-/// its own config); an unknown name is an error, as in PostgreSQL.
+/// `current_setting(name)` inside a larger query: the server's values
+/// (`DEFAULT_SETTINGS`). A bare `SELECT current_setting('x')` is answered
+/// with the session's value by [`super::settings`]; an unknown name is an
+/// error, as in PostgreSQL.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct CurrentSetting {
     signature: Signature,
 }
-
-const SETTINGS: &[(&str, &str)] = &[
-    ("default_table_access_method", "heap"),
-    ("server_version", "16.6"),
-    ("server_version_num", "160006"),
-    ("server_encoding", "UTF8"),
-    ("client_encoding", "UTF8"),
-    ("datestyle", "ISO, MDY"),
-    ("timezone", "UTC"),
-    ("search_path", "\"$user\", public"),
-    ("standard_conforming_strings", "on"),
-    ("integer_datetimes", "on"),
-    ("max_identifier_length", "63"),
-    ("default_transaction_isolation", "read committed"),
-    ("transaction_isolation", "read committed"),
-    ("default_transaction_read_only", "off"),
-    ("transaction_read_only", "off"),
-    ("lc_collate", "C"),
-    ("lc_ctype", "C"),
-];
 
 impl ScalarUDFImpl for CurrentSetting {
     fn as_any(&self) -> &dyn Any {
@@ -149,7 +130,7 @@ impl ScalarUDFImpl for CurrentSetting {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let lookup = |name: &str| -> Result<String> {
-            SETTINGS
+            datafusion_pg_catalog::pg_catalog::pg_settings::DEFAULT_SETTINGS
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.to_string())
@@ -179,6 +160,75 @@ impl ScalarUDFImpl for CurrentSetting {
     }
 }
 
+/// `pg_size_pretty(bigint)` exactly as PostgreSQL 15 rounds: bytes below
+/// 10 kB, then kB, MB, GB, TB, PB, each rounded half away from zero.
+pub fn size_pretty(size: i64) -> String {
+    const LIMIT: i64 = 10 * 1024;
+    const LIMIT2: i64 = LIMIT * 2 - 1;
+    let half_rounded = |x: i64| (x + if x < 0 { -1 } else { 1 }) / 2;
+    if size.abs() < LIMIT {
+        return format!("{size} bytes");
+    }
+    // Units of half a kB keep one bit for rounding.
+    let mut size = size >> 9;
+    for unit in ["kB", "MB", "GB", "TB"] {
+        if size.abs() < LIMIT2 {
+            return format!("{} {unit}", half_rounded(size));
+        }
+        size >>= 10;
+    }
+    format!("{} PB", half_rounded(size))
+}
+
+fn size_pretty_udf() -> ScalarUDF {
+    use datafusion::logical_expr::create_udf;
+    create_udf(
+        "pg_size_pretty",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Immutable,
+        std::sync::Arc::new(|args: &[ColumnarValue]| {
+            let sizes = ColumnarValue::values_to_arrays(args)?;
+            let sizes = datafusion::arrow::array::AsArray::as_primitive::<
+                datafusion::arrow::datatypes::Int64Type,
+            >(&sizes[0]);
+            let out: datafusion::arrow::array::StringArray =
+                sizes.iter().map(|s| s.map(size_pretty)).collect();
+            Ok(ColumnarValue::Array(std::sync::Arc::new(out)))
+        }),
+    )
+}
+
+/// Relation sizes: streamlake's storage is Iceberg files in the warehouse,
+/// not relation forks, so every relation reports 0 bytes.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ZeroSize {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ZeroSize {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(0))))
+    }
+}
+
 /// The extra functions to register on every session context.
 pub fn functions() -> Vec<ScalarUDF> {
     let version = ScalarUDF::new_from_impl(Version {
@@ -201,9 +251,23 @@ pub fn functions() -> Vec<ScalarUDF> {
     let current_setting = ScalarUDF::new_from_impl(CurrentSetting {
         signature: Signature::any(1, Volatility::Stable),
     });
-    [version, current_setting]
+    let sizes = [
+        "pg_total_relation_size",
+        "pg_relation_size",
+        "pg_table_size",
+        "pg_indexes_size",
+    ]
+    .into_iter()
+    .map(|name| {
+        ScalarUDF::new_from_impl(ZeroSize {
+            name,
+            signature: Signature::variadic_any(Volatility::Stable),
+        })
+    });
+    [version, current_setting, size_pretty_udf()]
         .into_iter()
         .chain(visible)
+        .chain(sizes)
         .chain(
             [
                 ("col_description", 2),
@@ -213,7 +277,6 @@ pub fn functions() -> Vec<ScalarUDF> {
                 ("pg_get_function_result", 1),
                 ("pg_get_function_arguments", 1),
                 ("pg_get_function_identity_arguments", 1),
-                ("to_regtype", 1),
                 ("pg_get_serial_sequence", 2),
                 // Only reached for identity columns, which streamlake has none of;
                 // 0 marks a variadic function.
@@ -232,4 +295,19 @@ pub fn functions() -> Vec<ScalarUDF> {
             }),
         )
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_pretty;
+
+    #[test]
+    fn sizes_round_as_postgres_does() {
+        assert_eq!(size_pretty(0), "0 bytes");
+        assert_eq!(size_pretty(10_239), "10239 bytes");
+        assert_eq!(size_pretty(10_240), "10 kB");
+        assert_eq!(size_pretty(123_456), "121 kB");
+        assert_eq!(size_pretty(20_970_496), "20 MB");
+        assert_eq!(size_pretty(-123_456), "-121 kB");
+    }
 }

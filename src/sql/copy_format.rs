@@ -342,6 +342,29 @@ pub struct EncodedRows {
     pub ends: Vec<usize>,
 }
 
+/// The first line of `COPY … TO … (FORMAT csv, HEADER)`: the column names,
+/// quoted as values are.
+pub fn csv_header(format: &CopyFormat, schema: &SchemaRef) -> Option<Bytes> {
+    let CopyFormat::Csv {
+        delimiter,
+        null,
+        quote,
+        header: true,
+    } = format
+    else {
+        return None;
+    };
+    let mut line = String::new();
+    for (i, f) in schema.fields().iter().enumerate() {
+        if i > 0 {
+            line.push(*delimiter as char);
+        }
+        quote_csv(f.name(), *delimiter, *quote, null, &mut line);
+    }
+    line.push('\n');
+    Some(Bytes::from(line.into_bytes()))
+}
+
 /// The binary COPY header (signature, flags, extension length).
 pub fn binary_header() -> Bytes {
     let mut b = BytesMut::with_capacity(19);
@@ -400,6 +423,8 @@ fn encode_delimited(
                 } else {
                     'f'
                 });
+            } else if let Some(text) = pg_text(col, row) {
+                cell.push_str(&text);
             } else {
                 use std::fmt::Write;
                 write!(cell, "{}", f.value(row)).map_err(|e| Error::Internal(e.to_string()))?;
@@ -416,6 +441,38 @@ fn encode_delimited(
         buffer: Bytes::from(buf.into_bytes()),
         ends,
     })
+}
+
+/// PostgreSQL's text of a timestamp, numeric or float cell (shared with query
+/// results; timestamptz in UTC), or None for other types.
+fn pg_text(col: &ArrayRef, row: usize) -> Option<String> {
+    use datafusion_postgres::arrow_pg::encoder::timestamp_value;
+    use datafusion_postgres::arrow_pg::pg_text::{
+        PgNumeric, float4_text, float8_text, write_timestamp,
+    };
+    match col.data_type() {
+        DataType::Timestamp(unit, tz) => {
+            let value = timestamp_value(col, row, unit)?;
+            let mut s = String::with_capacity(32);
+            write_timestamp(&mut s, &value, tz.as_ref().map(|_| 0));
+            Some(s)
+        }
+        DataType::Decimal128(p, s) => {
+            let v = col
+                .as_primitive::<datafusion::arrow::datatypes::Decimal128Type>()
+                .value(row);
+            Some(PgNumeric::new(v, *p, *s).text())
+        }
+        DataType::Float64 => Some(float8_text(
+            col.as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                .value(row),
+        )),
+        DataType::Float32 => Some(float4_text(
+            col.as_primitive::<datafusion::arrow::datatypes::Float32Type>()
+                .value(row),
+        )),
+        _ => None,
+    }
 }
 
 fn escape_text(value: &str, delimiter: u8, out: &mut String) {
@@ -497,6 +554,7 @@ fn binary_supported(t: &DataType) -> Result<()> {
         | D::Binary
         | D::LargeBinary
         | D::Date32
+        | D::Decimal128(..)
         | D::Timestamp(TimeUnit::Microsecond, _) => Ok(()),
         other => Err(Error::FeatureNotSupported(format!(
             "COPY TO with FORMAT binary does not support type {other} yet"
@@ -539,6 +597,13 @@ fn put_binary_value(col: &ArrayRef, row: usize, buf: &mut BytesMut) -> Result<()
         DataType::Date32 => {
             buf.put_i32(4);
             buf.put_i32(col.as_primitive::<t::Date32Type>().value(row) - PG_EPOCH_DAYS);
+        }
+        DataType::Decimal128(p, s) => {
+            let v = col.as_primitive::<t::Decimal128Type>().value(row);
+            let mut value = BytesMut::new();
+            datafusion_postgres::arrow_pg::pg_text::PgNumeric::new(v, *p, *s)
+                .write_binary(&mut value);
+            put_bytes(buf, &value);
         }
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
             buf.put_i32(8);

@@ -1,6 +1,6 @@
 //! Translation of `CREATE TABLE` column lists into Iceberg schemas.
 //!
-//! The column types are those of SQL.md §1. Iceberg has no 16-bit integer,
+//! The column types are those of docs/guide.md (Tables). Iceberg has no 16-bit integer,
 //! so SMALLINT is stored as INTEGER (PostgreSQL would widen on read too);
 //! JSON/JSONB and UUID are stored as text. NUMERIC without a precision
 //! becomes DECIMAL(38,10): Iceberg decimals are bounded.

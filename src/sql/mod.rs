@@ -8,5 +8,6 @@ pub mod ddl;
 pub mod literals;
 pub mod pg_aggregates;
 pub mod pg_round;
+pub mod pg_text_cast;
 pub mod view_plan;
 pub mod windows;

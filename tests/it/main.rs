@@ -5,6 +5,7 @@
 mod support;
 
 mod adversarial;
+mod clients;
 mod concurrency;
 mod oracle;
 mod persistence;

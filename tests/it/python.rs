@@ -98,3 +98,17 @@ async fn pyiceberg_reads_exactly_what_was_written_on_local_disk() {
         vec![vec!["23"]]
     );
 }
+
+/// psycopg 3 and SQLAlchemy against streamlake and the PostgreSQL oracle:
+/// the same calls must return the same answers (issue 8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_and_sqlalchemy_answers_match_postgres() {
+    let server = Server::start();
+    let pg = crate::oracle::Postgres::start();
+    let pg_dsn = format!(
+        "host=127.0.0.1 port={} dbname=postgres user=postgres",
+        pg.port
+    );
+    let out = run_python("client_compat.py", &[&server.conn_string(), &pg_dsn], &[]);
+    assert!(out.contains("client compat checks passed"), "{out}");
+}

@@ -187,7 +187,10 @@ impl<C: CatalogInfo> PgAttributeTable<C> {
                                         atttymods.push(match field.data_type() {
                                             DataType::Decimal128(p, s)
                                             | DataType::Decimal256(p, s)
-                                                if *s >= 0 =>
+                                                if *s >= 0
+                                                    && !arrow_pg::pg_text::is_unconstrained_numeric(
+                                                        *p, *s,
+                                                    ) =>
                                             {
                                                 (((*p as i32) << 16) | (*s as i32)) + 4
                                             }
@@ -280,6 +283,9 @@ impl<C: CatalogInfo> PgAttributeTable<C> {
             Ok(t @ Type::DATE) => (t.oid(), 4, true, "i", "p"),
             Ok(t @ Type::TIME) => (t.oid(), 8, true, "d", "p"),
             Ok(t @ Type::TIMESTAMP) => (t.oid(), 8, true, "d", "p"),
+            // streamlake patch: timestamptz and interval were reported as text.
+            Ok(t @ Type::TIMESTAMPTZ) => (t.oid(), 8, true, "d", "p"),
+            Ok(t @ Type::INTERVAL) => (t.oid(), 16, false, "d", "p"),
             Ok(t @ Type::NUMERIC) => (t.oid(), -1, false, "i", "m"),
             _ => (Type::TEXT.oid(), -1, false, "i", "x"), // Default to text for unknown types
         }

@@ -7,6 +7,40 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 
+/// streamlake patch: the server's settings and their values, as PostgreSQL
+/// names them (`SHOW`, `current_setting()`, pg_settings). Sessions change
+/// theirs with SET; this is what RESET returns to.
+pub const DEFAULT_SETTINGS: &[(&str, &str)] = &[
+    ("application_name", ""),
+    ("bytea_output", "hex"),
+    ("client_encoding", "UTF8"),
+    ("client_min_messages", "notice"),
+    ("DateStyle", "ISO, MDY"),
+    ("default_table_access_method", "heap"),
+    ("default_transaction_isolation", "read committed"),
+    ("default_transaction_read_only", "off"),
+    ("extra_float_digits", "1"),
+    ("integer_datetimes", "on"),
+    ("IntervalStyle", "postgres"),
+    ("is_superuser", "on"),
+    ("lc_collate", "C"),
+    ("lc_ctype", "C"),
+    ("lc_messages", "C"),
+    ("lc_monetary", "C"),
+    ("lc_numeric", "C"),
+    ("lc_time", "C"),
+    ("max_identifier_length", "63"),
+    ("search_path", "\"$user\", public"),
+    ("server_encoding", "UTF8"),
+    ("server_version", "16.6"),
+    ("server_version_num", "160006"),
+    ("standard_conforming_strings", "on"),
+    ("statement_timeout", "0"),
+    ("TimeZone", "UTC"),
+    ("transaction_isolation", "read committed"),
+    ("transaction_read_only", "off"),
+];
+
 #[derive(Debug, Clone)]
 pub(crate) struct PgSettingsView {
     schema: SchemaRef,
@@ -56,9 +90,7 @@ impl PgSettingsView {
         let mut sourceline: Vec<Option<i32>> = Vec::new();
         let mut pending_restart: Vec<Option<bool>> = Vec::new();
 
-        let data = vec![("standard_conforming_strings", "on")];
-
-        for (setting_name, setting_val) in data {
+        for (setting_name, setting_val) in DEFAULT_SETTINGS.iter().copied() {
             name.push(Some(setting_name));
             setting.push(Some(setting_val));
 
@@ -66,14 +98,14 @@ impl PgSettingsView {
             category.push(None);
             short_desc.push(None);
             extra_desc.push(None);
-            context.push(None);
-            vartype.push(None);
-            source.push(None);
+            context.push(Some("user"));
+            vartype.push(Some("string"));
+            source.push(Some("default"));
             min_val.push(None);
             max_val.push(None);
             enumvals.push(None);
             bool_val.push(None);
-            reset_val.push(None);
+            reset_val.push(Some(setting_val));
             sourcefile.push(None);
             sourceline.push(None);
             pending_restart.push(None);

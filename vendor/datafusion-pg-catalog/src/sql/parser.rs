@@ -23,6 +23,7 @@ use super::rules::RewriteExistsInProjection;
 use super::rules::RewriteGenerateSubscripts;
 use super::rules::RewriteRegclassCastToSubquery;
 use super::rules::SqlStatementRewriteRule;
+use super::streamlake_rules::{AliasRepeatedOutputNames, RewriteRegCasts};
 
 const BLACKLIST_SQL_MAPPING: &[(&str, &str)] = &[
     // pgcli startup query
@@ -228,6 +229,9 @@ impl PostgresCompatibilityParser {
                 // make sure blacklist based rewriter it on the top to prevent sql
                 // being rewritten from other rewriters
                 Arc::new(AliasDuplicatedProjectionRewrite),
+                // streamlake patch: before CurrentUserVariableToSessionUserFunctionCall
+                // renames current_user, so the names are PostgreSQL's.
+                Arc::new(AliasRepeatedOutputNames),
                 Arc::new(ResolveUnqualifiedIdentifer),
                 Arc::new(RewriteArrayAnyAllOperation),
                 Arc::new(PrependUnqualifiedPgTableName),
@@ -235,6 +239,10 @@ impl PostgresCompatibilityParser {
                 // streamlake patch: after RemoveQualifier, which strips
                 // `pg_catalog.` from the function name.
                 Arc::new(RewriteGenerateSubscripts),
+                // streamlake patch: literal regclass/regtype casts, to_regclass,
+                // to_regtype and x::regtype::text, before the rules below strip
+                // the casts.
+                Arc::new(RewriteRegCasts::new()),
                 Arc::new(RewriteRegclassCastToSubquery::new()),
                 Arc::new(RemoveUnsupportedTypes::new()),
                 Arc::new(FixArrayLiteral),

@@ -1,0 +1,340 @@
+//! What real clients ask of the server, answered as PostgreSQL answers it:
+//! the same statements run against streamlake and the PostgreSQL oracle,
+//! and the answers (values as text, and column names where clients read
+//! them) must be equal. Issue 8.
+
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::oracle::Postgres;
+use crate::support::Server;
+
+/// Column names and rows (NULL as "NULL") of every result of a script.
+async fn answer(client: &Client, sql: &str) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
+    let msgs = client
+        .simple_query(sql)
+        .await
+        .map_err(|e| match e.as_db_error() {
+            Some(d) => format!("{}: {}", d.code().code(), d.message()),
+            None => e.to_string(),
+        })?;
+    let mut names = Vec::new();
+    let mut rows = Vec::new();
+    for m in msgs {
+        match m {
+            SimpleQueryMessage::RowDescription(cols) => {
+                names = cols.iter().map(|c| c.name().to_string()).collect();
+            }
+            SimpleQueryMessage::Row(r) => rows.push(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect(),
+            ),
+            _ => {}
+        }
+    }
+    Ok((names, rows))
+}
+
+/// Both engines with the same schema and rows.
+struct Pair {
+    server: Server,
+    _pg: Postgres,
+    lake: Client,
+    pg: Client,
+}
+
+impl Pair {
+    async fn new(setup: &str) -> Pair {
+        let server = Server::start();
+        let pg_server = Postgres::start();
+        let lake = server.client().await;
+        let pg = pg_server.client().await;
+        for c in [&lake, &pg] {
+            c.batch_execute(setup)
+                .await
+                .unwrap_or_else(|e| panic!("setup: {e:?}"));
+        }
+        Pair {
+            server,
+            _pg: pg_server,
+            lake,
+            pg,
+        }
+    }
+
+    /// The rows of `sql` must be equal on both; with `names`, the column
+    /// names too.
+    async fn same(&self, sql: &str, names: bool) {
+        let lake = answer(&self.lake, sql).await;
+        let pg = answer(&self.pg, sql).await;
+        let (lake, pg) = match (lake, pg) {
+            (Ok(l), Ok(p)) => (l, p),
+            (l, p) => panic!(
+                "{sql}\nstreamlake: {l:?}\npostgres:   {p:?}\n--- server log ---\n{}",
+                self.server.log()
+            ),
+        };
+        assert_eq!(lake.1, pg.1, "rows of {sql}");
+        if names {
+            assert_eq!(lake.0, pg.0, "column names of {sql}");
+        }
+    }
+
+    /// Both must fail with the same SQLSTATE.
+    async fn same_error(&self, sql: &str) {
+        let code = |r: Result<_, String>| match r {
+            Ok(_) => panic!("{sql}: expected an error"),
+            Err(e) => e.split(':').next().unwrap_or_default().to_string(),
+        };
+        let lake = code(answer(&self.lake, sql).await);
+        let pg = code(answer(&self.pg, sql).await);
+        assert_eq!(lake, pg, "SQLSTATE of {sql}");
+    }
+}
+
+const SETUP: &str = "
+    SET TIME ZONE 'UTC';
+    CREATE TABLE events (id INT PRIMARY KEY, at TIMESTAMPTZ, local TIMESTAMP, amount NUMERIC,
+                         price NUMERIC(10,2), note TEXT NOT NULL, score DOUBLE PRECISION, day DATE);
+    INSERT INTO events VALUES
+      (1, '2024-01-01 10:00:00+00', '2024-01-01 10:00:00', 10.5, 3, 'a', 1.5, '2024-01-01'),
+      (2, '2024-01-01 10:00:00.5+00', '2024-01-01 10:00:00.25', 3, 1.5, 'b', 2, '2024-02-29'),
+      (3, '2024-06-30 23:59:59.123456+00', '2024-06-30 23:59:59.000001', 0.001, 0, 'c', NULL, NULL);
+    CREATE TABLE pairs (a INT, b INT, c INT, PRIMARY KEY (a, c));
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_types_match_postgres() {
+    let p = Pair::new(SETUP).await;
+    for sql in [
+        "SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute \
+         WHERE attrelid = 'events'::regclass AND attnum > 0 ORDER BY attnum",
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass('public.pairs') \
+         AND attnum > 0 ORDER BY attnum",
+        "SELECT to_regclass('no_such_table') IS NULL",
+        "SELECT 'numeric'::regtype::oid, 'integer'::regtype::oid, 'timestamptz'::regtype::text",
+        // psycopg 3's TypeInfo.fetch, for a scalar and an array type.
+        "SELECT typname AS name, oid, typarray AS array_oid, oid::regtype::text AS regtype, \
+         typdelim AS delimiter FROM pg_type t WHERE t.oid = to_regtype('numeric') ORDER BY t.oid",
+        "SELECT typname AS name, oid, typarray AS array_oid, oid::regtype::text AS regtype, \
+         typdelim AS delimiter FROM pg_type t WHERE t.oid = to_regtype('_int4') ORDER BY t.oid",
+        "SELECT column_name, data_type, udt_name, is_nullable, numeric_precision, \
+         numeric_precision_radix, numeric_scale, datetime_precision \
+         FROM information_schema.columns WHERE table_name = 'events' ORDER BY ordinal_position",
+        "SELECT table_schema, table_name, table_type FROM information_schema.tables \
+         WHERE table_schema = 'public' ORDER BY table_name",
+        "SELECT constraint_name, table_name, constraint_type FROM information_schema.table_constraints \
+         WHERE table_schema = 'public' AND constraint_type <> 'CHECK' ORDER BY 1",
+        "SELECT constraint_name, table_name, column_name, ordinal_position \
+         FROM information_schema.key_column_usage WHERE table_schema = 'public' ORDER BY 1, 4",
+    ] {
+        p.same(sql, false).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_print_as_postgres_does() {
+    let p = Pair::new(SETUP).await;
+    for sql in [
+        "SELECT * FROM events ORDER BY id",
+        "SELECT id, at::text, local::text, amount::text, price::text FROM events ORDER BY id",
+        "SELECT sum(amount), sum(price), max(at), min(local) FROM events",
+        "SELECT CAST(2.50 AS NUMERIC(10,2)), CAST(7 AS NUMERIC)",
+    ] {
+        p.same(sql, false).await;
+    }
+    // The session's TimeZone.
+    for tz in ["America/New_York", "Asia/Kolkata", "UTC"] {
+        for c in [&p.lake, &p.pg] {
+            c.batch_execute(&format!("SET TIME ZONE '{tz}'"))
+                .await
+                .unwrap();
+        }
+        p.same("SELECT id, at FROM events ORDER BY id", false).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_settings_match_postgres() {
+    let p = Pair::new(SETUP).await;
+    for sql in [
+        "SHOW transaction_isolation",
+        "SHOW standard_conforming_strings",
+        "SHOW transaction_read_only",
+        "SHOW search_path",
+        "SHOW client_encoding",
+        "SHOW statement_timeout",
+        "SHOW TIME ZONE",
+        "SHOW timezone",
+        "SELECT current_setting('search_path')",
+        "SELECT set_config('search_path', 'public', false)",
+        "SHOW search_path",
+        "SET search_path TO public, \"$user\"; SHOW search_path",
+        "RESET search_path; SHOW search_path",
+        "SET timezone = 'Europe/Berlin'; SHOW timezone",
+        "SET TIME ZONE 'UTC'; SHOW TimeZone",
+        "SET client_encoding TO 'UTF8'; SHOW client_encoding",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+         SHOW transaction_isolation",
+        "SET statement_timeout = '2s'; SHOW statement_timeout",
+        "SET statement_timeout = 1500; SHOW statement_timeout",
+        "SET statement_timeout = 0; SHOW statement_timeout",
+        "SELECT name, setting, reset_val FROM pg_settings \
+         WHERE name IN ('search_path', 'standard_conforming_strings', \
+                        'transaction_isolation', 'client_encoding') ORDER BY name",
+    ] {
+        p.same(sql, true).await;
+    }
+    p.same_error("SET TIME ZONE 'Mars/Olympus_Mons'").await;
+    p.same_error("SHOW no_such_setting").await;
+    // statement_timeout is honoured while the query runs.
+    for c in [&p.lake, &p.pg] {
+        c.batch_execute("SET statement_timeout = 300")
+            .await
+            .unwrap();
+    }
+    p.same_error("SELECT count(*) FROM generate_series(1, 5000000000) AS s(i) WHERE i % 7 = 3")
+        .await;
+    // A new statement after the timeout runs normally.
+    p.same("SELECT count(*) FROM events", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_lists_postgres_accepts() {
+    let p = Pair::new(SETUP).await;
+    // The database is `dev` here and `postgres` there; compare the shape.
+    let lake = answer(
+        &p.lake,
+        "SELECT current_database(), current_user, session_user",
+    )
+    .await
+    .unwrap();
+    let pg = answer(
+        &p.pg,
+        "SELECT current_database(), current_user, session_user",
+    )
+    .await
+    .unwrap();
+    assert_eq!(lake.0[1..], pg.0[1..], "column names");
+    assert_eq!(lake.1[0][0], "dev");
+    for sql in [
+        "INSERT INTO pairs SELECT i, i % 10, i FROM generate_series(1, 5) AS s(i)",
+        "SELECT a, b, c FROM pairs ORDER BY a",
+        "SELECT a, a FROM pairs ORDER BY 1",
+        "SELECT count(*), count(*) FROM pairs",
+    ] {
+        p.same(sql, true).await;
+    }
+}
+
+/// psql's output for one command against a server.
+fn psql(port: u16, user: &str, db: &str, command: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            user,
+            "-d",
+            db,
+        ])
+        .args(["-v", "ON_ERROR_STOP=1", "-c", command])
+        .output()
+        .expect("run psql");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_describes_and_copies_as_postgres_does() {
+    let p = Pair::new(SETUP).await;
+    for command in [
+        "\\d events",
+        "\\d pairs",
+        "SELECT * FROM events ORDER BY id",
+        "COPY events TO STDOUT",
+        "COPY (SELECT id, at, amount, price FROM events ORDER BY id) TO STDOUT WITH (FORMAT csv)",
+        "COPY (SELECT id, note, score FROM events ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)",
+        "COPY (SELECT id FROM events WHERE id > 100) TO STDOUT WITH (FORMAT csv, HEADER)",
+        "\\copy (SELECT id, day FROM events ORDER BY id) TO STDOUT WITH CSV HEADER",
+    ] {
+        let lake = psql(p.server.port, "tester", "dev", command);
+        let pg = psql(p._pg.port, "postgres", "postgres", command);
+        assert_eq!(lake, pg, "psql {command}");
+    }
+    // \copy … FROM a CSV file with a header line.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pairs.csv");
+    std::fs::write(&file, "a,b,c\n7,70,8\n9,,10\n").unwrap();
+    let command = format!(
+        "\\copy pairs FROM '{}' WITH (FORMAT csv, HEADER)",
+        file.display()
+    );
+    let lake = psql(p.server.port, "tester", "dev", &command);
+    let pg = psql(p._pg.port, "postgres", "postgres", &command);
+    assert_eq!(lake, pg, "psql {command}");
+    p.same("SELECT * FROM pairs ORDER BY a", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_functions_and_sql_clients_send() {
+    let p = Pair::new(SETUP).await;
+    for sql in [
+        "SELECT pg_size_pretty(CAST(123456 AS BIGINT)), pg_size_pretty(CAST(10239 AS BIGINT)), \
+         pg_size_pretty(CAST(5000000000 AS BIGINT))",
+        "SELECT 'a_b' LIKE 'a/_b' ESCAPE '/', 'axb' LIKE 'a/_b' ESCAPE '/', \
+         'a%' LIKE 'a#%' ESCAPE '#'",
+        "SELECT relname FROM pg_class WHERE relname LIKE 'pair/_%' ESCAPE '/' OR relname = 'pairs'",
+    ] {
+        p.same(sql, false).await;
+    }
+    // A parameter used twice, with different inferred types, and parameters
+    // out of textual order (SQLAlchemy's reflection, pandas.read_sql_table).
+    for c in [&p.lake, &p.pg] {
+        let rows = c
+            .query(
+                "SELECT id FROM events WHERE id = $1 OR id = $1 + 1 ORDER BY id",
+                &[&1i32],
+            )
+            .await
+            .unwrap();
+        let ids: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(ids, vec![1, 2]);
+        let row = c
+            .query_one(
+                "SELECT $2::text AS b, $1::int AS a, $2::text || 'x'",
+                &[&7i32, &"s"],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                row.get::<_, String>(0),
+                row.get::<_, i32>(1),
+                row.get::<_, String>(2)
+            ),
+            ("s".to_string(), 7, "sx".to_string())
+        );
+    }
+    // psql's \dt+ (relation sizes) and \d+ of a materialized view
+    // (pg_get_viewdef) run; streamlake's sizes are 0 bytes.
+    p.lake
+        .batch_execute("CREATE MATERIALIZED VIEW big AS SELECT id, amount FROM events WHERE id > 1")
+        .await
+        .unwrap();
+    let dt = psql(p.server.port, "tester", "dev", "\\dt+");
+    assert!(dt.contains("events") && dt.contains("0 bytes"), "{dt}");
+    let d = psql(p.server.port, "tester", "dev", "\\d+ big");
+    assert!(
+        d.contains("Materialized view \"public.big\"")
+            && d.contains("View definition:")
+            && d.contains("WHERE id > 1"),
+        "{d}"
+    );
+}
