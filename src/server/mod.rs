@@ -66,7 +66,17 @@ impl Engine {
             // `1.5` is a numeric literal in PostgreSQL, not a double.
             .set_bool("datafusion.sql_parser.parse_float_as_decimal", true)
             .with_default_catalog_and_schema(DATABASE, "public");
-        let ctx = SessionContext::new_with_config(session_config);
+        // PostgreSQL's literal types must be in place before DataFusion's
+        // type coercion runs; our other rules run after it.
+        let mut analyzer: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> =
+            vec![Arc::new(crate::sql::int_literals::IntegerLiterals)];
+        analyzer.extend(datafusion::optimizer::Analyzer::new().rules);
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(session_config)
+            .with_default_features()
+            .with_analyzer_rules(analyzer)
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         ctx.add_analyzer_rule(Arc::new(
             crate::sql::aggregate_filter::NullSafeAggregateFilter,
         ));

@@ -5,6 +5,7 @@ pub mod aggregate_filter;
 pub mod checked_arithmetic;
 pub mod copy_format;
 pub mod ddl;
+pub mod int_literals;
 pub mod literals;
 pub mod pg_aggregates;
 pub mod pg_round;

@@ -360,8 +360,8 @@ async fn compare_all(c: &Client, pg: &Client, seed: u64, step: usize) {
     let real = run(
         c,
         "SELECT count(*) FROM x_any v JOIN bids b ON v.id = b.id \
-         AND v.auction IS NOT DISTINCT FROM b.auction AND v.price IS NOT DISTINCT FROM b.price \
-         AND v.channel IS NOT DISTINCT FROM b.channel",
+         AND (v.auction IS NOT DISTINCT FROM b.auction) AND (v.price IS NOT DISTINCT FROM b.price) \
+         AND (v.channel IS NOT DISTINCT FROM b.channel)",
     )
     .await
     .expect("x_any rows");

@@ -27,8 +27,9 @@ pub fn into_pg_type(arrow_type: &DataType) -> PgWireResult<Type> {
         DataType::Int8 => Type::INT2,
         DataType::Int16 | DataType::UInt8 => Type::INT2,
         DataType::Int32 | DataType::UInt16 => Type::INT4,
-        DataType::Int64 | DataType::UInt32 => Type::INT8,
-        DataType::UInt64 => Type::NUMERIC,
+        // streamlake patch: UInt64 is a count (row_number(), rank()), a
+        // bigint in PostgreSQL.
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => Type::INT8,
         DataType::Timestamp(_, tz) => {
             if tz.is_some() {
                 Type::TIMESTAMPTZ
@@ -56,8 +57,8 @@ pub fn into_pg_type(arrow_type: &DataType) -> PgWireResult<Type> {
             DataType::Int8 => Type::INT2_ARRAY,
             DataType::Int16 | DataType::UInt8 => Type::INT2_ARRAY,
             DataType::Int32 | DataType::UInt16 => Type::INT4_ARRAY,
-            DataType::Int64 | DataType::UInt32 => Type::INT8_ARRAY,
-            DataType::UInt64 | DataType::Decimal128(_, _) => Type::NUMERIC_ARRAY,
+            DataType::Int64 | DataType::UInt32 | DataType::UInt64 => Type::INT8_ARRAY,
+            DataType::Decimal128(_, _) => Type::NUMERIC_ARRAY,
             DataType::Timestamp(_, tz) => {
                 if tz.is_some() {
                     Type::TIMESTAMPTZ_ARRAY

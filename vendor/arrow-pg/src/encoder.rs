@@ -14,7 +14,6 @@ use pgwire::messages::copy::CopyData;
 use pgwire::messages::data::DataRow;
 use pgwire::types::ToSqlText;
 use postgres_types::ToSql;
-use rust_decimal::Decimal;
 use timezone::Tz;
 
 use crate::error::ToSqlError;
@@ -101,9 +100,6 @@ get_primitive_value!(get_u16_value, UInt16Type, u16);
 get_primitive_value!(get_u32_value, UInt32Type, u32);
 get_primitive_value!(get_u64_value, UInt64Type, u64);
 
-fn get_u64_as_decimal_value(arr: &Arc<dyn Array>, idx: usize) -> Option<Decimal> {
-    get_u64_value(arr, idx).map(Decimal::from)
-}
 get_primitive_value!(get_f32_value, Float32Type, f32);
 get_primitive_value!(get_f64_value, Float64Type, f64);
 
@@ -282,7 +278,11 @@ pub fn encode_value<T: Encoder>(
         DataType::UInt32 => {
             encoder.encode_field(&get_u32_value(arr, idx).map(|x| x as i64), pg_field)?
         }
-        DataType::UInt64 => encoder.encode_field(&get_u64_as_decimal_value(arr, idx), pg_field)?,
+        // streamlake patch: a bigint (counts never pass i64::MAX).
+        DataType::UInt64 => encoder.encode_field(
+            &get_u64_value(arr, idx).map(|x| i64::try_from(x).unwrap_or(i64::MAX)),
+            pg_field,
+        )?,
         // streamlake patch: PostgreSQL's float text (crate::pg_text).
         DataType::Float32 => {
             encoder.encode_field(&get_f32_value(arr, idx).map(PgFloat::F4), pg_field)?

@@ -93,8 +93,8 @@ get_primitive_list_value!(get_u16_list_value, UInt16Type, i32, |val: u16| {
 get_primitive_list_value!(get_u32_list_value, UInt32Type, i64, |val: u32| {
     val as i64
 });
-get_primitive_list_value!(get_u64_list_value, UInt64Type, Decimal, |val: u64| {
-    Decimal::from(val)
+get_primitive_list_value!(get_u64_list_value, UInt64Type, i64, |val: u64| {
+    i64::try_from(val).unwrap_or(i64::MAX)
 });
 get_primitive_list_value!(get_f32_list_value, Float32Type, f32);
 get_primitive_list_value!(get_f64_list_value, Float64Type, f64);

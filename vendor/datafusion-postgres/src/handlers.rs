@@ -466,6 +466,13 @@ impl QueryParser for Parser {
             .statement_to_plan(Statement::Statement(Box::new(statement.clone())))
             .await
             .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        // streamlake patch: the plan as it will run, after the analyzer's
+        // type rules (integer literals, PostgreSQL's aggregate types), so
+        // that Describe reports the types the rows are sent in.
+        let logical_plan = state
+            .analyzer()
+            .execute_and_check(logical_plan.clone(), state.config_options(), |_, _| {})
+            .unwrap_or(logical_plan);
         Ok((query, Some((statement, logical_plan))))
     }
 
