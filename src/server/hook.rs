@@ -302,6 +302,76 @@ fn check_dml(plan: &LogicalPlan) -> Result<()> {
     }
 }
 
+/// A statement as the extended protocol prepared it: the plan made at Parse
+/// and the values bound at Bind.
+#[derive(Clone, Copy)]
+struct Prepared<'a> {
+    plan: &'a LogicalPlan,
+    params: &'a ParamValues,
+}
+
+impl LakeHook {
+    /// The one dispatch both protocols go through, so that a statement does
+    /// exactly the same thing — same effect, command tag and SQLSTATE —
+    /// whether it came as a simple Query or as Parse/Bind/Execute. `None`:
+    /// not ours, DataFusion runs it.
+    async fn dispatch(
+        &self,
+        statement: &Statement,
+        prepared: Option<Prepared<'_>>,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<Result<Response>> {
+        Some(match statement {
+            Statement::CreateTable(_) => self.create_table(statement).await,
+            Statement::CreateView(_) => self.create_view(statement, ctx).await,
+            s if is_drop_table(s) => self.drop_tables(statement).await,
+            s if is_dml(s) => {
+                let plan = match prepared {
+                    Some(p) => p
+                        .plan
+                        .clone()
+                        .replace_params_with_values(p.params)
+                        .map_err(Error::from),
+                    None => Self::plan(ctx, statement).await,
+                };
+                match plan {
+                    Ok(plan) => self.run_dml(statement, plan, ctx).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Statement::Copy { .. } => copy::start(&self.lake, statement, ctx, client).await,
+            // Prepared, SHOW TABLES is the plan made at Parse (see
+            // `parse`), run by datafusion-postgres in the result format
+            // the client bound.
+            Statement::ShowTables { .. } if prepared.is_some() => return None,
+            Statement::ShowTables { .. } => self.show_tables(ctx, &Format::UnifiedText).await,
+            _ => return None,
+        })
+    }
+
+    /// The plan a Parse message gets for the statements [`Self::dispatch`]
+    /// runs itself: none worth having for DDL and COPY (they have no
+    /// parameters and no result columns), the real query for SHOW TABLES.
+    /// DML is planned by DataFusion, so its parameters get their types.
+    async fn parse(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+    ) -> Option<Result<LogicalPlan>> {
+        match statement {
+            Statement::CreateTable(_) | Statement::CreateView(_) | Statement::Copy { .. } => {
+                Some(Ok(empty_plan()))
+            }
+            s if is_drop_table(s) => Some(Ok(empty_plan())),
+            Statement::ShowTables { .. } => Some(
+                async { Ok::<_, Error>(ctx.sql(SHOW_TABLES).await?.logical_plan().clone()) }.await,
+            ),
+            _ => None,
+        }
+    }
+}
+
 #[async_trait]
 impl QueryHook for LakeHook {
     async fn handle_simple_query(
@@ -310,18 +380,7 @@ impl QueryHook for LakeHook {
         ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        let result = match statement {
-            Statement::CreateTable(_) => self.create_table(statement).await,
-            Statement::CreateView(_) => self.create_view(statement, ctx).await,
-            s if is_drop_table(s) => self.drop_tables(statement).await,
-            s if is_dml(s) => match Self::plan(ctx, statement).await {
-                Ok(plan) => self.run_dml(statement, plan, ctx).await,
-                Err(e) => Err(e),
-            },
-            Statement::Copy { .. } => copy::start(&self.lake, statement, ctx, client).await,
-            Statement::ShowTables { .. } => self.show_tables(ctx, &Format::UnifiedText).await,
-            _ => return None,
-        };
+        let result = self.dispatch(statement, None, ctx, client).await?;
         Some(result.map_err(to_pg))
     }
 
@@ -331,18 +390,8 @@ impl QueryHook for LakeHook {
         ctx: &SessionContext,
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        match statement {
-            Statement::CreateTable(_) | Statement::CreateView(_) | Statement::Copy { .. } => {
-                Some(Ok(empty_plan()))
-            }
-            s if is_drop_table(s) => Some(Ok(empty_plan())),
-            Statement::ShowTables { .. } => Some(
-                async { Ok::<_, Error>(ctx.sql(SHOW_TABLES).await?.logical_plan().clone()) }
-                    .await
-                    .map_err(to_pg),
-            ),
-            _ => None,
-        }
+        let result = self.parse(statement, ctx).await?;
+        Some(result.map_err(to_pg))
     }
 
     async fn handle_extended_query(
@@ -353,17 +402,10 @@ impl QueryHook for LakeHook {
         ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        let result = match statement {
-            s if is_dml(s) => match plan.clone().replace_params_with_values(params) {
-                Ok(plan) => self.run_dml(statement, plan, ctx).await,
-                Err(e) => Err(e.into()),
-            },
-            Statement::CreateTable(_) | Statement::Copy { .. } | Statement::ShowTables { .. } => {
-                return self.handle_simple_query(statement, ctx, client).await;
-            }
-            s if is_drop_table(s) => return self.handle_simple_query(statement, ctx, client).await,
-            _ => return None,
-        };
+        let prepared = Prepared { plan, params };
+        let result = self
+            .dispatch(statement, Some(prepared), ctx, client)
+            .await?;
         Some(result.map_err(to_pg))
     }
 }

@@ -7,6 +7,7 @@ mod support;
 mod concurrency;
 mod oracle;
 mod persistence;
+mod protocol;
 mod psql;
 mod python;
 mod s3;
