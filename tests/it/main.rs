@@ -5,6 +5,7 @@
 mod support;
 
 mod concurrency;
+mod faults;
 mod oracle;
 mod persistence;
 mod protocol;
