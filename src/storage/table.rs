@@ -558,6 +558,9 @@ impl TableInner {
                 self.check_new_keys(conv, keys, &removed_keys, &mut pending, b)?;
             }
         }
+        if crate::storage::fault::fire("rewrite-write", &self.name) {
+            return Err(crate::storage::fault::error("rewrite-write"));
+        }
         let mut changes: Vec<Message> = deleted
             .into_iter()
             .map(|b| Message::Chunk(Chunk::uniform(b, Op::Delete)))

@@ -165,22 +165,10 @@ impl Warehouse {
                 "table {ident} was changed by another writer"
             )));
         }
-        if lose_acknowledgment(ident.name()) {
-            return Err(Error::Io(std::io::Error::other(
-                "injected fault: the catalog swap took effect but reported an error",
-            )));
+        // The swap took effect; the caller is told it did not.
+        if crate::storage::fault::fire("lose-commit-ack", ident.name()) {
+            return Err(crate::storage::fault::error("lose-commit-ack"));
         }
         Ok(())
     }
-}
-
-/// Test-only fault injection: with `STREAMLAKE_FAULT_LOSE_COMMIT_ACK` set to
-/// a table name, the first commit to that table succeeds in the catalog but
-/// reports an error, as a connection lost after COMMIT would. Lets the
-/// integration tests (which run the real binary) check that a durable
-/// commit is treated as one.
-fn lose_acknowledgment(table: &str) -> bool {
-    static FIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    std::env::var("STREAMLAKE_FAULT_LOSE_COMMIT_ACK").is_ok_and(|t| t == table)
-        && !FIRED.swap(true, std::sync::atomic::Ordering::SeqCst)
 }

@@ -67,26 +67,31 @@ async fn copy_from_a_client_that_disconnects_commits_nothing() {
     assert_eq!(rows(&c3, "SELECT count(*) FROM t").await, vec![vec!["2"]]);
 }
 
-/// Issue 7 (8b): an UPDATE failing after the key check (here on NOT NULL)
-/// left the old keys out of the primary-key index.
+/// Issue 7 (8b): UPDATE and DELETE took the old keys out of the
+/// primary-key index before writing their files, and an error there
+/// returned with the keys gone: a later INSERT of a key that still exists
+/// was accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_update_leaves_the_primary_key_index_as_it_was() {
-    let server = Server::start();
+async fn a_failed_update_or_delete_leaves_the_primary_key_index_as_it_was() {
+    let server = Server::start_with(ServerOptions {
+        env: vec![(
+            "STREAMLAKE_FAULTS".into(),
+            "rewrite-write:k,rewrite-write:d".into(),
+        )],
+        ..Default::default()
+    });
     let c = server.client().await;
     c.batch_execute(
         "CREATE TABLE k (id INT PRIMARY KEY, v TEXT NOT NULL);
-         INSERT INTO k VALUES (1, 'a'), (2, 'b');",
+         INSERT INTO k VALUES (1, 'a'), (2, 'b');
+         CREATE TABLE d (id INT PRIMARY KEY);
+         INSERT INTO d VALUES (1);",
     )
     .await
     .unwrap();
-    assert_eq!(
-        sqlstate(
-            &c,
-            "UPDATE k SET id = id + 10, v = CASE WHEN id = 2 THEN NULL ELSE v END"
-        )
-        .await,
-        "23502"
-    );
+    // Fails writing its files, after the keys were checked.
+    assert_eq!(sqlstate(&c, "UPDATE k SET id = id + 10").await, "58030");
+    assert_eq!(sqlstate(&c, "DELETE FROM d WHERE id = 1").await, "58030");
     // Keys 1 and 2 still exist; 11 and 12 never did.
     assert_eq!(
         sqlstate(&c, "INSERT INTO k VALUES (1, 'dup')").await,
@@ -96,7 +101,24 @@ async fn a_failed_update_leaves_the_primary_key_index_as_it_was() {
         sqlstate(&c, "INSERT INTO k VALUES (2, 'dup')").await,
         "23505"
     );
+    assert_eq!(sqlstate(&c, "INSERT INTO d VALUES (1)").await, "23505");
     c.batch_execute("INSERT INTO k VALUES (11, 'c'), (12, 'd')")
+        .await
+        .unwrap();
+    // A failing UPDATE (NOT NULL here) changes nothing either.
+    assert_eq!(
+        sqlstate(
+            &c,
+            "UPDATE k SET id = id + 100, v = CASE WHEN id = 2 THEN NULL ELSE v END"
+        )
+        .await,
+        "23502"
+    );
+    assert_eq!(
+        sqlstate(&c, "INSERT INTO k VALUES (12, 'dup')").await,
+        "23505"
+    );
+    c.batch_execute("INSERT INTO k VALUES (101, 'e')")
         .await
         .unwrap();
     assert_eq!(
@@ -105,7 +127,8 @@ async fn a_failed_update_leaves_the_primary_key_index_as_it_was() {
             vec!["1", "a"],
             vec!["2", "b"],
             vec!["11", "c"],
-            vec!["12", "d"]
+            vec!["12", "d"],
+            vec!["101", "e"]
         ]
     );
 }
@@ -117,7 +140,7 @@ async fn a_failed_update_leaves_the_primary_key_index_as_it_was() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_whose_acknowledgment_is_lost_reaches_reads_views_and_later_writes() {
     let server = Server::start_with(ServerOptions {
-        env: vec![("STREAMLAKE_FAULT_LOSE_COMMIT_ACK".into(), "acked".into())],
+        env: vec![("STREAMLAKE_FAULTS".into(), "lose-commit-ack:acked".into())],
         ..Default::default()
     });
     let c = server.client().await;
