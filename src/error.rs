@@ -51,6 +51,8 @@ pub enum Error {
     QueryCanceled(String),
     #[error("cannot drop {what} because other objects depend on it")]
     DependentObjects { what: String, detail: String },
+    #[error("prepared statement \"{0}\" does not exist")]
+    UndefinedPreparedStatement(String),
     #[error("internal error: {0} (this is a bug)")]
     Internal(String),
 }
@@ -70,6 +72,7 @@ impl Error {
             Error::CommitConflict(_) => "40001",
             Error::QueryCanceled(_) => "57014",
             Error::DependentObjects { .. } => "2BP01",
+            Error::UndefinedPreparedStatement(_) => "26000",
             Error::DataFusion(e) => sqlstate_of_datafusion(e),
             Error::Arrow(e) => sqlstate_of_arrow(e),
             Error::Iceberg(_) | Error::Parquet(_) | Error::Io(_) => "58030",

@@ -1,11 +1,16 @@
 //! The statements streamlake answers itself, ahead of DataFusion.
 //!
 //! datafusion-postgres runs every statement through a list of hooks before
-//! handing it to DataFusion. This hook takes DDL (CREATE/DROP TABLE), COPY,
-//! SHOW TABLES, and the DML statements (INSERT/UPDATE/DELETE), which
-//! DataFusion plans and our table sinks execute, so that the client gets
-//! PostgreSQL's command tags (`INSERT 0 3`, `UPDATE 2`) rather than a
-//! `count` result set.
+//! handing it to DataFusion. This hook takes DDL (CREATE/DROP TABLE and
+//! MATERIALIZED VIEW), COPY, SHOW TABLES, DEALLOCATE, and the DML
+//! statements (INSERT/UPDATE/DELETE), which DataFusion plans and our table
+//! sinks execute, so that the client gets PostgreSQL's command tags
+//! (`INSERT 0 3`, `UPDATE 2`) rather than a `count` result set.
+//!
+//! Both protocols go through one `LakeHook::dispatch`: a simple Query, and
+//! an Execute of a statement prepared with Parse/Bind (tokio-postgres,
+//! pgjdbc, psycopg with `prepare=True`), do the same thing and answer with
+//! the same tag or SQLSTATE. `sqllogictest` runs every file both ways.
 
 use std::sync::Arc;
 
@@ -16,13 +21,14 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{EmptyRelation, Expr, LogicalPlan, WriteOp};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
+use datafusion::sql::sqlparser::ast::{Ident, ObjectType, Statement};
 use datafusion_postgres::QueryHook;
 use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
 use datafusion_postgres::hooks::HookClient;
 use pgwire::api::ClientInfo;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{Response, Tag};
+use pgwire::api::store::PortalStore;
 use pgwire::error::PgWireResult;
 
 use crate::catalog::Lake;
@@ -242,6 +248,26 @@ impl QueryHook for SavepointHook {
     }
 }
 
+/// `DEALLOCATE name | ALL`: forgets statements prepared with the extended
+/// protocol's Parse, which is how psycopg (and others) drop their named
+/// statements, and what psycopg sends after any DROP. DataFusion's own
+/// DEALLOCATE only knows statements made with SQL PREPARE and fails these.
+///
+/// pgwire's statement store cannot list its names, so DEALLOCATE ALL
+/// leaves the session's statements in place: a client only ever re-Parses
+/// a name, which replaces the statement, so none is used stale.
+fn deallocate(name: &Ident, client: &mut dyn HookClient) -> Result<Response> {
+    if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
+        return Ok(Response::Execution(Tag::new("DEALLOCATE ALL")));
+    }
+    let store = client.portal_store();
+    if store.get_statement(&name.value).is_none() {
+        return Err(Error::UndefinedPreparedStatement(name.value.clone()));
+    }
+    store.rm_statement(&name.value);
+    Ok(Response::Execution(Tag::new("DEALLOCATE")))
+}
+
 fn is_dml(statement: &Statement) -> bool {
     matches!(
         statement,
@@ -341,6 +367,7 @@ impl LakeHook {
                 }
             }
             Statement::Copy { .. } => copy::start(&self.lake, statement, ctx, client).await,
+            Statement::Deallocate { name, .. } => deallocate(name, client),
             // Prepared, SHOW TABLES is the plan made at Parse (see
             // `parse`), run by datafusion-postgres in the result format
             // the client bound.
@@ -360,9 +387,10 @@ impl LakeHook {
         ctx: &SessionContext,
     ) -> Option<Result<LogicalPlan>> {
         match statement {
-            Statement::CreateTable(_) | Statement::CreateView(_) | Statement::Copy { .. } => {
-                Some(Ok(empty_plan()))
-            }
+            Statement::CreateTable(_)
+            | Statement::CreateView(_)
+            | Statement::Copy { .. }
+            | Statement::Deallocate { .. } => Some(Ok(empty_plan())),
             s if is_drop_table(s) => Some(Ok(empty_plan())),
             Statement::ShowTables { .. } => Some(
                 async { Ok::<_, Error>(ctx.sql(SHOW_TABLES).await?.logical_plan().clone()) }.await,

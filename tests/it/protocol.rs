@@ -148,3 +148,22 @@ async fn several_commands_cannot_be_prepared_as_one() {
         .unwrap();
     assert_eq!(rows(&c, "SELECT count(*) FROM t").await, vec![vec!["1"]]);
 }
+
+/// psycopg sends `DEALLOCATE ALL` after any DROP once it has prepared
+/// statements, and `DEALLOCATE name` to evict one; DataFusion's DEALLOCATE
+/// only knew SQL PREPARE and failed both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deallocate_answers_for_statements_prepared_with_parse() {
+    let server = Server::start();
+    let c = server.client().await;
+    let one = c.prepare("SELECT 1::INT").await.unwrap();
+    c.batch_execute("DEALLOCATE ALL").await.unwrap();
+    let e = c.batch_execute("DEALLOCATE nope").await.unwrap_err();
+    assert_eq!(code(&e), "26000");
+    // Prepared over the extended protocol too.
+    c.execute("DEALLOCATE ALL", &[]).await.unwrap();
+    // DEALLOCATE ALL leaves the session's statements in place (see
+    // hook::deallocate), so what the client still holds keeps working.
+    let v: i32 = c.query_one(&one, &[]).await.unwrap().get(0);
+    assert_eq!(v, 1);
+}
