@@ -239,21 +239,24 @@ impl FrontDoor {
 }
 
 /// The query that answers SHOW CREATE MATERIALIZED VIEW.
+///
+/// A missing view is refused here (42P01), but the definition is read when
+/// the query runs, not spelled into it: a statement prepared once and
+/// executed after the view was dropped and created again shows the new one.
 fn show_create(lake: &Lake, name: &str) -> PgWireResult<String> {
-    {
-        let Some((_, definition)) = lake.view_definitions().into_iter().find(|(n, _)| n == name)
-        else {
-            return Err(crate::server::errors::to_pg(
-                crate::error::Error::UndefinedTable(name.to_string()),
-            ));
-        };
-        let text = format!("CREATE MATERIALIZED VIEW {name} AS {definition}");
-        Ok(format!(
-            "SELECT '{}' AS \"Name\", '{}' AS \"Create Materialized View\"",
-            name.replace('\'', "''"),
-            text.replace('\'', "''")
-        ))
+    if !lake.view_definitions().iter().any(|(n, _)| n == name) {
+        return Err(crate::server::errors::to_pg(
+            crate::error::Error::UndefinedTable(name.to_string()),
+        ));
     }
+    Ok(format!(
+        "SELECT table_name AS \"Name\", \
+         'CREATE MATERIALIZED VIEW ' || table_name || ' AS ' || definition \
+         AS \"Create Materialized View\" \
+         FROM information_schema.views \
+         WHERE table_schema = 'public' AND table_name = '{}'",
+        name.replace('\'', "''")
+    ))
 }
 
 impl FrontDoor {

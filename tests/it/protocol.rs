@@ -167,3 +167,42 @@ async fn deallocate_answers_for_statements_prepared_with_parse() {
     let v: i32 = c.query_one(&one, &[]).await.unwrap().get(0);
     assert_eq!(v, 1);
 }
+
+/// A prepared SHOW … answers as of its execution, not of its Parse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_show_statements_answer_as_of_execution() {
+    let server = Server::start();
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE t (id INT, g TEXT);
+         CREATE MATERIALIZED VIEW v AS SELECT g FROM t",
+    )
+    .await
+    .unwrap();
+    let show_create = c.prepare("SHOW CREATE MATERIALIZED VIEW v").await.unwrap();
+    let show_views = c.prepare("SHOW MATERIALIZED VIEWS").await.unwrap();
+    let definition = |rows: Vec<tokio_postgres::Row>| -> String { rows[0].get(1) };
+    assert_eq!(
+        definition(c.query(&show_create, &[]).await.unwrap()),
+        "CREATE MATERIALIZED VIEW v AS SELECT g FROM t"
+    );
+    c.batch_execute(
+        "DROP MATERIALIZED VIEW v;
+         CREATE MATERIALIZED VIEW v AS SELECT id FROM t;
+         CREATE MATERIALIZED VIEW w AS SELECT id FROM t",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        definition(c.query(&show_create, &[]).await.unwrap()),
+        "CREATE MATERIALIZED VIEW v AS SELECT id FROM t"
+    );
+    let names: Vec<String> = c
+        .query(&show_views, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(names, vec!["v", "w"]);
+}
