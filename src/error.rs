@@ -51,8 +51,6 @@ pub enum Error {
     QueryCanceled(String),
     #[error("cannot drop {what} because other objects depend on it")]
     DependentObjects { what: String, detail: String },
-    #[error("prepared statement \"{0}\" does not exist")]
-    UndefinedPreparedStatement(String),
     #[error("internal error: {0} (this is a bug)")]
     Internal(String),
 }
@@ -72,7 +70,6 @@ impl Error {
             Error::CommitConflict(_) => "40001",
             Error::QueryCanceled(_) => "57014",
             Error::DependentObjects { .. } => "2BP01",
-            Error::UndefinedPreparedStatement(_) => "26000",
             Error::DataFusion(e) => sqlstate_of_datafusion(e),
             Error::Arrow(e) => sqlstate_of_arrow(e),
             Error::Iceberg(_) | Error::Parquet(_) | Error::Io(_) => "58030",
@@ -225,6 +222,10 @@ pub fn sqlstate_of_datafusion(e: &DataFusionError) -> &'static str {
                 "22003"
             } else if msg.contains("Cannot cast") || msg.contains("Cast error") {
                 "22P02"
+            } else if msg.starts_with("Prepared statement '") && msg.ends_with("' does not exist") {
+                "26000"
+            } else if msg.starts_with("Prepared statement '") && msg.ends_with("' already exists") {
+                "42P05"
             } else {
                 "XX000"
             }

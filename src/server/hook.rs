@@ -248,24 +248,33 @@ impl QueryHook for SavepointHook {
     }
 }
 
-/// `DEALLOCATE name | ALL`: forgets statements prepared with the extended
-/// protocol's Parse, which is how psycopg (and others) drop their named
-/// statements, and what psycopg sends after any DROP. DataFusion's own
-/// DEALLOCATE only knows statements made with SQL PREPARE and fails these.
+/// `DEALLOCATE name | ALL` for statements prepared with the extended
+/// protocol's Parse: how psycopg (and others) drop their named statements,
+/// and what psycopg sends after any DROP. DataFusion's own DEALLOCATE only
+/// knows statements made with SQL PREPARE, so a name that is not in the
+/// session's store goes on to it (`None`, see [`sql_prepared`]).
 ///
 /// pgwire's statement store cannot list its names, so DEALLOCATE ALL
 /// leaves the session's statements in place: a client only ever re-Parses
-/// a name, which replaces the statement, so none is used stale.
-fn deallocate(name: &Ident, client: &mut dyn HookClient) -> Result<Response> {
+/// a name, which replaces the statement, so none is used stale. SQL
+/// PREPAREd statements live in DataFusion's context, which every session
+/// shares, so ALL leaves those alone too.
+fn deallocate(name: &Ident, client: &mut dyn HookClient) -> Option<Result<Response>> {
     if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
-        return Ok(Response::Execution(Tag::new("DEALLOCATE ALL")));
+        return Some(Ok(Response::Execution(Tag::new("DEALLOCATE ALL"))));
     }
     let store = client.portal_store();
-    if store.get_statement(&name.value).is_none() {
-        return Err(Error::UndefinedPreparedStatement(name.value.clone()));
-    }
+    store.get_statement(&name.value)?;
     store.rm_statement(&name.value);
-    Ok(Response::Execution(Tag::new("DEALLOCATE")))
+    Some(Ok(Response::Execution(Tag::new("DEALLOCATE"))))
+}
+
+/// SQL PREPARE, and DEALLOCATE of a SQL-prepared name: DataFusion keeps
+/// these; this gives them PostgreSQL's command tag on both protocols
+/// (DataFusion answers an empty result set over the simple one).
+async fn sql_prepared(statement: &Statement, ctx: &SessionContext, tag: &str) -> Result<Response> {
+    ctx.sql(&statement.to_string()).await?.collect().await?;
+    Ok(Response::Execution(Tag::new(tag)))
 }
 
 fn is_dml(statement: &Statement) -> bool {
@@ -367,7 +376,22 @@ impl LakeHook {
                 }
             }
             Statement::Copy { .. } => copy::start(&self.lake, statement, ctx, client).await,
-            Statement::Deallocate { name, .. } => deallocate(name, client),
+            Statement::Deallocate { name, .. } => match deallocate(name, client) {
+                Some(done) => done,
+                None => sql_prepared(statement, ctx, "DEALLOCATE").await,
+            },
+            Statement::Prepare { .. } => sql_prepared(statement, ctx, "PREPARE").await,
+            // DataFusion would make these in its in-memory catalog: gone at
+            // restart, and DROP SCHEMA public would unhook every table.
+            Statement::CreateSchema { .. }
+            | Statement::CreateDatabase { .. }
+            | Statement::Drop {
+                object_type: ObjectType::Schema | ObjectType::Database,
+                ..
+            } => Err(Error::FeatureNotSupported(
+                "schemas and databases cannot be created or dropped; tables live in \"public\""
+                    .into(),
+            )),
             // Prepared, SHOW TABLES is the plan made at Parse (see
             // `parse`), run by datafusion-postgres in the result format
             // the client bound.
@@ -378,9 +402,10 @@ impl LakeHook {
     }
 
     /// The plan a Parse message gets for the statements [`Self::dispatch`]
-    /// runs itself: none worth having for DDL and COPY (they have no
-    /// parameters and no result columns), the real query for SHOW TABLES.
-    /// DML is planned by DataFusion, so its parameters get their types.
+    /// runs itself: none worth having for DDL, COPY, PREPARE and DEALLOCATE
+    /// (they have no parameters and no result columns), the real query for
+    /// SHOW TABLES and SQL EXECUTE. DML is planned by DataFusion, so its
+    /// parameters get their types.
     async fn parse(
         &self,
         statement: &Statement,
@@ -390,10 +415,31 @@ impl LakeHook {
             Statement::CreateTable(_)
             | Statement::CreateView(_)
             | Statement::Copy { .. }
-            | Statement::Deallocate { .. } => Some(Ok(empty_plan())),
+            | Statement::Prepare { .. }
+            | Statement::Deallocate { .. }
+            | Statement::CreateSchema { .. }
+            | Statement::CreateDatabase { .. } => Some(Ok(empty_plan())),
+            Statement::Drop {
+                object_type: ObjectType::Schema | ObjectType::Database,
+                ..
+            } => Some(Ok(empty_plan())),
             s if is_drop_table(s) => Some(Ok(empty_plan())),
             Statement::ShowTables { .. } => Some(
                 async { Ok::<_, Error>(ctx.sql(SHOW_TABLES).await?.logical_plan().clone()) }.await,
+            ),
+            // Planned as the statement it runs, so that Describe announces
+            // its columns (DataFusion's EXECUTE plan has none, and its rows
+            // then arrived without a RowDescription).
+            Statement::Execute { .. } => Some(
+                async {
+                    Ok::<_, Error>(
+                        ctx.sql(&statement.to_string())
+                            .await?
+                            .logical_plan()
+                            .clone(),
+                    )
+                }
+                .await,
             ),
             _ => None,
         }

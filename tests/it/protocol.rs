@@ -206,3 +206,51 @@ async fn prepared_show_statements_answer_as_of_execution() {
         .collect();
     assert_eq!(names, vec!["v", "w"]);
 }
+
+/// Schemas and databases other than `public`/`dev` would live only in
+/// DataFusion's memory (and DROP SCHEMA public would unhook every table):
+/// both protocols refuse them alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_ddl_is_refused_alike_over_both_protocols() {
+    let server = Server::start();
+    let c = server.client().await;
+    c.batch_execute("CREATE TABLE t (id INT); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    for sql in ["CREATE SCHEMA s", "DROP SCHEMA public", "CREATE DATABASE d"] {
+        let simple = c.batch_execute(sql).await.unwrap_err();
+        let extended = c.execute(sql, &[]).await.unwrap_err();
+        assert_eq!(code(&simple), "0A000", "{sql}");
+        assert_eq!(code(&extended), "0A000", "{sql}");
+    }
+    assert_eq!(rows(&c, "SELECT count(*) FROM t").await, vec![vec!["1"]]);
+}
+
+/// SQL PREPARE/EXECUTE/DEALLOCATE still reach DataFusion: only names
+/// prepared with Parse are streamlake's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_prepare_and_deallocate_still_work() {
+    let server = Server::start();
+    let c = server.client().await;
+    c.batch_execute("PREPARE sql_prepared AS SELECT 1")
+        .await
+        .unwrap();
+    assert_eq!(rows(&c, "EXECUTE sql_prepared").await, vec![vec!["1"]]);
+    // Over the extended protocol the rows come with their description.
+    let one: i64 = c
+        .query_one("EXECUTE sql_prepared", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(one, 1);
+    c.execute("DEALLOCATE sql_prepared", &[]).await.unwrap();
+    c.execute("PREPARE sql_prepared AS SELECT 2", &[])
+        .await
+        .unwrap();
+    c.batch_execute("DEALLOCATE sql_prepared").await.unwrap();
+    let e = c
+        .batch_execute("DEALLOCATE sql_prepared")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "26000");
+}
