@@ -146,10 +146,7 @@ fn datafusion_message(e: &DataFusionError) -> String {
     {
         return own.to_string();
     }
-    if let DataFusionError::ArrowError(a, _) = root
-        && let datafusion::arrow::error::ArrowError::InvalidArgumentError(m) = a.as_ref()
-        && m.contains("non-nullable")
-    {
+    if is_not_null_violation(root) {
         // DataFusion checks NOT NULL while building the batch to insert, and
         // names the column of the VALUES list rather than of the table.
         return "null value violates not-null constraint".to_string();
@@ -178,9 +175,28 @@ fn datafusion_message(e: &DataFusionError) -> String {
     text
 }
 
+/// DataFusion's two NOT NULL checks on rows to insert: building the VALUES
+/// batch (an Arrow error), or checking the batch against the table's schema
+/// before the sink (an execution error). Which one fires depends on the
+/// plan's nullability, which differs between a statement planned from its
+/// text and one whose bound parameters were substituted.
+fn is_not_null_violation(root: &DataFusionError) -> bool {
+    match root {
+        DataFusionError::ArrowError(a, _) => matches!(
+            a.as_ref(),
+            datafusion::arrow::error::ArrowError::InvalidArgumentError(m) if m.contains("non-nullable")
+        ),
+        DataFusionError::Execution(m) => m.contains("has null but schema specifies non-nullable"),
+        _ => false,
+    }
+}
+
 /// Classifies a DataFusion error by its root cause.
 pub fn sqlstate_of_datafusion(e: &DataFusionError) -> &'static str {
     let root = e.find_root();
+    if is_not_null_violation(root) {
+        return "23502";
+    }
     match root {
         DataFusionError::External(inner) => {
             if let Some(own) = inner.downcast_ref::<Error>() {
@@ -224,6 +240,10 @@ pub fn sqlstate_of_datafusion(e: &DataFusionError) -> &'static str {
                 "22003"
             } else if msg.contains("Cannot cast") || msg.contains("Cast error") {
                 "22P02"
+            } else if msg.starts_with("Prepared statement '") && msg.ends_with("' does not exist") {
+                "26000"
+            } else if msg.starts_with("Prepared statement '") && msg.ends_with("' already exists") {
+                "42P05"
             } else {
                 "XX000"
             }

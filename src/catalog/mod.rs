@@ -134,6 +134,10 @@ pub struct Lake {
     /// Views found in the catalog at start, restored once the query
     /// context exists.
     pending_views: std::sync::Mutex<Vec<(String, LakeTable)>>,
+    /// Views whose restore failed at start, by name, with their Iceberg
+    /// table: not queryable, but their name stays taken (as the table does
+    /// in the catalog) and DROP MATERIALIZED VIEW removes them.
+    broken_views: std::sync::Mutex<HashMap<String, LakeTable>>,
     /// The last epoch a barrier was sent for.
     epoch: std::sync::atomic::AtomicU64,
     /// One barrier at a time, so epochs reach every feed in order.
@@ -183,6 +187,7 @@ impl Lake {
             ddl: Mutex::new(()),
             views: std::sync::Mutex::new(HashMap::new()),
             pending_views: std::sync::Mutex::new(pending),
+            broken_views: std::sync::Mutex::new(HashMap::new()),
             epoch: std::sync::atomic::AtomicU64::new(0),
             barrier: Mutex::new(()),
             rebuild_tx,
@@ -215,7 +220,7 @@ impl Lake {
     pub async fn create_table(&self, def: TableDef, if_not_exists: bool) -> Result<bool> {
         Self::check_schema(&def.schema_name)?;
         let _guard = self.ddl.lock().await;
-        if self.public.table_exist_any(&def.name) {
+        if self.public.table_exist_any(&def.name) || self.is_broken_view(&def.name) {
             if if_not_exists {
                 return Ok(false);
             }

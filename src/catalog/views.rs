@@ -67,7 +67,7 @@ impl super::Lake {
         existing: Option<LakeTable>,
     ) -> Result<bool> {
         let _guard = self.ddl.lock().await;
-        if existing.is_none() && (self.public.table_exist_any(name)) {
+        if existing.is_none() && (self.public.table_exist_any(name) || self.is_broken_view(name)) {
             if if_not_exists {
                 return Ok(false);
             }
@@ -81,6 +81,7 @@ impl super::Lake {
         let plan = df.into_optimized_plan()?;
         let lowered = view_plan::lower(&ctx.state(), &plan)?;
 
+        let created = existing.is_none();
         let storage = match existing {
             Some(t) => t,
             None => {
@@ -93,6 +94,32 @@ impl super::Lake {
                 LakeTable::new(self.warehouse.clone(), table)?
             }
         };
+        let inputs = lowered.inputs.clone();
+        if let Err(e) = self.start_view(name, query, lowered, storage.clone()).await {
+            // A view that failed part-way must not leave its Iceberg table
+            // behind: the name would be taken by a table nobody can see.
+            // A restored view's table is the user's data and stays.
+            if created && let Err(d) = self.warehouse.drop_table(&storage.ident()).await {
+                tracing::warn!(view = %name, error = %d, "could not remove the table of a failed view");
+            }
+            return Err(e);
+        }
+        drop(_guard);
+        tracing::info!(view = %name, ?inputs, "materialized view created");
+        // Not FLUSH: another view's failure is not this statement's.
+        self.end_epoch().await?;
+        Ok(true)
+    }
+
+    /// Subscribes a view to its inputs, starts its task and registers it.
+    /// Called under the DDL lock.
+    async fn start_view(
+        &self,
+        name: &str,
+        query: &str,
+        lowered: view_plan::ViewPlan,
+        storage: LakeTable,
+    ) -> Result<()> {
         // Subscribe to each input: its rows now and its changes from exactly
         // that point (tables under their writer lock, views inside their
         // task), so nothing is missed or counted twice. No barrier may be
@@ -154,15 +181,12 @@ impl super::Lake {
         self.views.lock().expect("views lock").insert(
             name.to_string(),
             ViewEntry {
-                inputs: lowered.inputs.clone(),
+                inputs: lowered.inputs,
                 storage,
                 task: handle,
             },
         );
-        drop(_guard);
-        tracing::info!(view = %name, inputs = ?lowered.inputs, "materialized view created");
-        self.end_epoch().await?;
-        Ok(true)
+        Ok(())
     }
 
     /// Starts the task that rebuilds views whose task stopped (an internal
@@ -226,6 +250,19 @@ impl super::Lake {
     /// false if it did not exist and `if_exists`.
     pub async fn drop_view(&self, name: &str, if_exists: bool, cascade: bool) -> Result<bool> {
         let _guard = self.ddl.lock().await;
+        let broken = self
+            .broken_views
+            .lock()
+            .expect("views lock")
+            .get(name)
+            .cloned();
+        if let Some(storage) = broken {
+            // Nothing runs for it and nothing reads it: only the table goes.
+            self.warehouse.drop_table(&storage.ident()).await?;
+            self.broken_views.lock().expect("views lock").remove(name);
+            tracing::info!(view = %name, "unrestorable materialized view dropped");
+            return Ok(true);
+        }
         if !self.views.lock().expect("views lock").contains_key(name) {
             if if_exists {
                 return Ok(false);
@@ -270,6 +307,14 @@ impl super::Lake {
         self.warehouse.drop_table(&entry.storage.ident()).await?;
         tracing::info!(view = %name, "materialized view dropped");
         Ok(())
+    }
+
+    /// Whether `name` is a view whose restore failed at start.
+    pub fn is_broken_view(&self, name: &str) -> bool {
+        self.broken_views
+            .lock()
+            .expect("views lock")
+            .contains_key(name)
     }
 
     /// Names of the views reading `relation` (a table or a view).
@@ -375,8 +420,11 @@ impl super::Lake {
                 return Ok(());
             }
             if failed.len() == before {
-                for (name, _, e) in failed {
-                    tracing::error!(view = %name, error = %e, "could not restore materialized view");
+                let mut broken = self.broken_views.lock().expect("views lock");
+                for (name, table, e) in failed {
+                    tracing::error!(view = %name, error = %e,
+                        "could not restore materialized view; DROP MATERIALIZED VIEW removes it");
+                    broken.insert(name, table);
                 }
                 return Ok(());
             }

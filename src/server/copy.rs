@@ -9,7 +9,11 @@
 //! ```
 //!
 //! A decode error or CopyFail sends an error down the channel, so the append
-//! fails and commits nothing: a COPY is all or nothing.
+//! fails and commits nothing: a COPY is all or nothing. The stream ends
+//! cleanly only on an explicit end-of-data message sent at CopyDone; a
+//! channel that closes without one (the client went away mid-COPY and the
+//! connection's state was dropped) is an error too, never a commit of the
+//! rows received so far.
 
 use std::sync::{Arc, Mutex};
 
@@ -39,7 +43,15 @@ use crate::server::errors::to_pg;
 use crate::sql::copy_format::{self, CopyDecoder, CopyFormat};
 use crate::sql::ddl::{ident_name, table_name};
 
-type BatchSender = mpsc::Sender<Result<RecordBatch, DataFusionError>>;
+/// What travels from the connection to the appending task.
+enum Piece {
+    Batch(RecordBatch),
+    Fail(DataFusionError),
+    /// CopyDone: the data is complete and may be committed.
+    End,
+}
+
+type BatchSender = mpsc::Sender<Piece>;
 
 /// A COPY FROM STDIN in progress on one connection.
 struct CopyIn {
@@ -71,7 +83,7 @@ impl CopyIn {
     async fn send(&mut self, batch: RecordBatch) -> Result<()> {
         let batch = self.widen(batch)?;
         if let Some(tx) = &self.tx
-            && tx.send(Ok(batch)).await.is_err()
+            && tx.send(Piece::Batch(batch)).await.is_err()
         {
             return Err(Error::Internal("COPY writer stopped early".into()));
         }
@@ -81,7 +93,7 @@ impl CopyIn {
     async fn fail(&mut self, err: Error) {
         if let Some(tx) = self.tx.take() {
             let _ = tx
-                .send(Err(DataFusionError::Execution(format!(
+                .send(Piece::Fail(DataFusionError::Execution(format!(
                     "COPY aborted: {err}"
                 ))))
                 .await;
@@ -265,9 +277,24 @@ async fn copy_in(
     let input_schema = Arc::new(Schema::new(input_fields));
     let decoder = CopyDecoder::new(format.clone(), input_schema)?;
 
-    let (tx, rx) = mpsc::channel::<Result<RecordBatch, DataFusionError>>(2);
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    let (tx, rx) = mpsc::channel::<Piece>(2);
+    let stream = futures::stream::unfold(Some(rx), |rx| async move {
+        let mut rx = rx?;
+        let item = match rx.recv().await {
+            Some(Piece::Batch(batch)) => Ok(batch),
+            Some(Piece::Fail(e)) => Err(e),
+            Some(Piece::End) => return None,
+            None => {
+                tracing::info!("COPY FROM STDIN abandoned before CopyDone; nothing committed");
+                return Some((
+                    Err(DataFusionError::Execution(
+                        "COPY aborted: the client went away before CopyDone".into(),
+                    )),
+                    None,
+                ));
+            }
+        };
+        Some((item, Some(rx)))
     });
     let adapter = RecordBatchStreamAdapter::new(table_schema.clone(), stream);
     let writer = table.clone();
@@ -454,7 +481,10 @@ impl CopyHandler for LakeCopyHandler {
                 Err(e) => copy.fail(e).await,
             }
         }
-        drop(copy.tx.take());
+        if let Some(tx) = copy.tx.take() {
+            // Fails only if the writer already stopped, with its own error.
+            let _ = tx.send(Piece::End).await;
+        }
         let appended = copy.append.await;
         if let Some(err) = copy.failed {
             return Err(to_pg(err));

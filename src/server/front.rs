@@ -21,7 +21,7 @@ use pgwire::api::results::{FieldInfo, Response};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
 /// psql's `\d+` asks for TOAST options with `array(subquery)` over a
@@ -173,6 +173,13 @@ fn split_statements(query: &str) -> Vec<&str> {
                     i += 1;
                 }
             }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
             b';' => {
                 pieces.push(&query[start..i]);
                 start = i + 1;
@@ -182,8 +189,28 @@ fn split_statements(query: &str) -> Vec<&str> {
         i += 1;
     }
     pieces.push(&query[start.min(query.len())..]);
-    pieces.retain(|p| !p.trim().is_empty());
+    pieces.retain(|p| !is_blank(p));
     pieces
+}
+
+/// Whether a piece of SQL is only whitespace and comments.
+fn is_blank(sql: &str) -> bool {
+    let mut rest = sql.trim_start();
+    loop {
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r
+                .split_once('\n')
+                .map_or("", |(_, after)| after)
+                .trim_start();
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r
+                .split_once("*/")
+                .map_or("", |(_, after)| after)
+                .trim_start();
+        } else {
+            return rest.is_empty();
+        }
+    }
 }
 
 /// Wraps datafusion-postgres' session service.
@@ -212,21 +239,24 @@ impl FrontDoor {
 }
 
 /// The query that answers SHOW CREATE MATERIALIZED VIEW.
+///
+/// A missing view is refused here (42P01), but the definition is read when
+/// the query runs, not spelled into it: a statement prepared once and
+/// executed after the view was dropped and created again shows the new one.
 fn show_create(lake: &Lake, name: &str) -> PgWireResult<String> {
-    {
-        let Some((_, definition)) = lake.view_definitions().into_iter().find(|(n, _)| n == name)
-        else {
-            return Err(crate::server::errors::to_pg(
-                crate::error::Error::UndefinedTable(name.to_string()),
-            ));
-        };
-        let text = format!("CREATE MATERIALIZED VIEW {name} AS {definition}");
-        Ok(format!(
-            "SELECT '{}' AS \"Name\", '{}' AS \"Create Materialized View\"",
-            name.replace('\'', "''"),
-            text.replace('\'', "''")
-        ))
+    if !lake.view_definitions().iter().any(|(n, _)| n == name) {
+        return Err(crate::server::errors::to_pg(
+            crate::error::Error::UndefinedTable(name.to_string()),
+        ));
     }
+    Ok(format!(
+        "SELECT table_name AS \"Name\", \
+         'CREATE MATERIALIZED VIEW ' || table_name || ' AS ' || definition \
+         AS \"Create Materialized View\" \
+         FROM information_schema.views \
+         WHERE table_schema = 'public' AND table_name = '{}'",
+        name.replace('\'', "''")
+    ))
 }
 
 impl FrontDoor {
@@ -301,6 +331,15 @@ impl QueryParser for MendingParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        // PostgreSQL refuses this at Parse; datafusion-postgres would
+        // quietly prepare the first statement and drop the rest.
+        if split_statements(sql).len() > 1 {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".into(),
+                "42601".into(),
+                "cannot insert multiple commands into a prepared statement".into(),
+            ))));
+        }
         match special(sql) {
             // Carried to do_query by its text, with no plan.
             Some(Special::Flush) => return Ok(("FLUSH".to_string(), None)),
@@ -454,6 +493,10 @@ mod tests {
         assert_eq!(
             split_statements("INSERT INTO t VALUES ('a;b'); FLUSH;\n"),
             vec!["INSERT INTO t VALUES ('a;b')", " FLUSH"]
+        );
+        assert_eq!(
+            split_statements("SELECT 1 /* a; b */; -- c;\n"),
+            vec!["SELECT 1 /* a; b */"]
         );
     }
 

@@ -1,11 +1,16 @@
 //! The statements streamlake answers itself, ahead of DataFusion.
 //!
 //! datafusion-postgres runs every statement through a list of hooks before
-//! handing it to DataFusion. This hook takes DDL (CREATE/DROP TABLE), COPY,
-//! SHOW TABLES, and the DML statements (INSERT/UPDATE/DELETE), which
-//! DataFusion plans and our table sinks execute, so that the client gets
-//! PostgreSQL's command tags (`INSERT 0 3`, `UPDATE 2`) rather than a
-//! `count` result set.
+//! handing it to DataFusion. This hook takes DDL (CREATE/DROP TABLE and
+//! MATERIALIZED VIEW), COPY, SHOW TABLES, DEALLOCATE, and the DML
+//! statements (INSERT/UPDATE/DELETE), which DataFusion plans and our table
+//! sinks execute, so that the client gets PostgreSQL's command tags
+//! (`INSERT 0 3`, `UPDATE 2`) rather than a `count` result set.
+//!
+//! Both protocols go through one `LakeHook::dispatch`: a simple Query, and
+//! an Execute of a statement prepared with Parse/Bind (tokio-postgres,
+//! pgjdbc, psycopg with `prepare=True`), do the same thing and answer with
+//! the same tag or SQLSTATE. `sqllogictest` runs every file both ways.
 
 use std::sync::Arc;
 
@@ -16,13 +21,14 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{EmptyRelation, Expr, LogicalPlan, WriteOp};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
+use datafusion::sql::sqlparser::ast::{Ident, ObjectType, Statement};
 use datafusion_postgres::QueryHook;
 use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
 use datafusion_postgres::hooks::HookClient;
 use pgwire::api::ClientInfo;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{Response, Tag};
+use pgwire::api::store::PortalStore;
 use pgwire::error::PgWireResult;
 
 use crate::catalog::Lake;
@@ -242,6 +248,35 @@ impl QueryHook for SavepointHook {
     }
 }
 
+/// `DEALLOCATE name | ALL` for statements prepared with the extended
+/// protocol's Parse: how psycopg (and others) drop their named statements,
+/// and what psycopg sends after any DROP. DataFusion's own DEALLOCATE only
+/// knows statements made with SQL PREPARE, so a name that is not in the
+/// session's store goes on to it (`None`, see [`sql_prepared`]).
+///
+/// pgwire's statement store cannot list its names, so DEALLOCATE ALL
+/// leaves the session's statements in place: a client only ever re-Parses
+/// a name, which replaces the statement, so none is used stale. SQL
+/// PREPAREd statements live in DataFusion's context, which every session
+/// shares, so ALL leaves those alone too.
+fn deallocate(name: &Ident, client: &mut dyn HookClient) -> Option<Result<Response>> {
+    if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
+        return Some(Ok(Response::Execution(Tag::new("DEALLOCATE ALL"))));
+    }
+    let store = client.portal_store();
+    store.get_statement(&name.value)?;
+    store.rm_statement(&name.value);
+    Some(Ok(Response::Execution(Tag::new("DEALLOCATE"))))
+}
+
+/// SQL PREPARE, and DEALLOCATE of a SQL-prepared name: DataFusion keeps
+/// these; this gives them PostgreSQL's command tag on both protocols
+/// (DataFusion answers an empty result set over the simple one).
+async fn sql_prepared(statement: &Statement, ctx: &SessionContext, tag: &str) -> Result<Response> {
+    ctx.sql(&statement.to_string()).await?.collect().await?;
+    Ok(Response::Execution(Tag::new(tag)))
+}
+
 fn is_dml(statement: &Statement) -> bool {
     matches!(
         statement,
@@ -302,6 +337,115 @@ fn check_dml(plan: &LogicalPlan) -> Result<()> {
     }
 }
 
+/// A statement as the extended protocol prepared it: the plan made at Parse
+/// and the values bound at Bind.
+#[derive(Clone, Copy)]
+struct Prepared<'a> {
+    plan: &'a LogicalPlan,
+    params: &'a ParamValues,
+}
+
+impl LakeHook {
+    /// The one dispatch both protocols go through, so that a statement does
+    /// exactly the same thing — same effect, command tag and SQLSTATE —
+    /// whether it came as a simple Query or as Parse/Bind/Execute. `None`:
+    /// not ours, DataFusion runs it.
+    async fn dispatch(
+        &self,
+        statement: &Statement,
+        prepared: Option<Prepared<'_>>,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<Result<Response>> {
+        Some(match statement {
+            Statement::CreateTable(_) => self.create_table(statement).await,
+            Statement::CreateView(_) => self.create_view(statement, ctx).await,
+            s if is_drop_table(s) => self.drop_tables(statement).await,
+            s if is_dml(s) => {
+                let plan = match prepared {
+                    Some(p) => p
+                        .plan
+                        .clone()
+                        .replace_params_with_values(p.params)
+                        .map_err(Error::from),
+                    None => Self::plan(ctx, statement).await,
+                };
+                match plan {
+                    Ok(plan) => self.run_dml(statement, plan, ctx).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Statement::Copy { .. } => copy::start(&self.lake, statement, ctx, client).await,
+            Statement::Deallocate { name, .. } => match deallocate(name, client) {
+                Some(done) => done,
+                None => sql_prepared(statement, ctx, "DEALLOCATE").await,
+            },
+            Statement::Prepare { .. } => sql_prepared(statement, ctx, "PREPARE").await,
+            // DataFusion would make these in its in-memory catalog: gone at
+            // restart, and DROP SCHEMA public would unhook every table.
+            Statement::CreateSchema { .. }
+            | Statement::CreateDatabase { .. }
+            | Statement::Drop {
+                object_type: ObjectType::Schema | ObjectType::Database,
+                ..
+            } => Err(Error::FeatureNotSupported(
+                "schemas and databases cannot be created or dropped; tables live in \"public\""
+                    .into(),
+            )),
+            // Prepared, SHOW TABLES is the plan made at Parse (see
+            // `parse`), run by datafusion-postgres in the result format
+            // the client bound.
+            Statement::ShowTables { .. } if prepared.is_some() => return None,
+            Statement::ShowTables { .. } => self.show_tables(ctx, &Format::UnifiedText).await,
+            _ => return None,
+        })
+    }
+
+    /// The plan a Parse message gets for the statements [`Self::dispatch`]
+    /// runs itself: none worth having for DDL, COPY, PREPARE and DEALLOCATE
+    /// (they have no parameters and no result columns), the real query for
+    /// SHOW TABLES and SQL EXECUTE. DML is planned by DataFusion, so its
+    /// parameters get their types.
+    async fn parse(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+    ) -> Option<Result<LogicalPlan>> {
+        match statement {
+            Statement::CreateTable(_)
+            | Statement::CreateView(_)
+            | Statement::Copy { .. }
+            | Statement::Prepare { .. }
+            | Statement::Deallocate { .. }
+            | Statement::CreateSchema { .. }
+            | Statement::CreateDatabase { .. } => Some(Ok(empty_plan())),
+            Statement::Drop {
+                object_type: ObjectType::Schema | ObjectType::Database,
+                ..
+            } => Some(Ok(empty_plan())),
+            s if is_drop_table(s) => Some(Ok(empty_plan())),
+            Statement::ShowTables { .. } => Some(
+                async { Ok::<_, Error>(ctx.sql(SHOW_TABLES).await?.logical_plan().clone()) }.await,
+            ),
+            // Planned as the statement it runs, so that Describe announces
+            // its columns (DataFusion's EXECUTE plan has none, and its rows
+            // then arrived without a RowDescription).
+            Statement::Execute { .. } => Some(
+                async {
+                    Ok::<_, Error>(
+                        ctx.sql(&statement.to_string())
+                            .await?
+                            .logical_plan()
+                            .clone(),
+                    )
+                }
+                .await,
+            ),
+            _ => None,
+        }
+    }
+}
+
 #[async_trait]
 impl QueryHook for LakeHook {
     async fn handle_simple_query(
@@ -310,18 +454,7 @@ impl QueryHook for LakeHook {
         ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        let result = match statement {
-            Statement::CreateTable(_) => self.create_table(statement).await,
-            Statement::CreateView(_) => self.create_view(statement, ctx).await,
-            s if is_drop_table(s) => self.drop_tables(statement).await,
-            s if is_dml(s) => match Self::plan(ctx, statement).await {
-                Ok(plan) => self.run_dml(statement, plan, ctx).await,
-                Err(e) => Err(e),
-            },
-            Statement::Copy { .. } => copy::start(&self.lake, statement, ctx, client).await,
-            Statement::ShowTables { .. } => self.show_tables(ctx, &Format::UnifiedText).await,
-            _ => return None,
-        };
+        let result = self.dispatch(statement, None, ctx, client).await?;
         Some(result.map_err(to_pg))
     }
 
@@ -331,18 +464,8 @@ impl QueryHook for LakeHook {
         ctx: &SessionContext,
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        match statement {
-            Statement::CreateTable(_) | Statement::CreateView(_) | Statement::Copy { .. } => {
-                Some(Ok(empty_plan()))
-            }
-            s if is_drop_table(s) => Some(Ok(empty_plan())),
-            Statement::ShowTables { .. } => Some(
-                async { Ok::<_, Error>(ctx.sql(SHOW_TABLES).await?.logical_plan().clone()) }
-                    .await
-                    .map_err(to_pg),
-            ),
-            _ => None,
-        }
+        let result = self.parse(statement, ctx).await?;
+        Some(result.map_err(to_pg))
     }
 
     async fn handle_extended_query(
@@ -353,17 +476,10 @@ impl QueryHook for LakeHook {
         ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        let result = match statement {
-            s if is_dml(s) => match plan.clone().replace_params_with_values(params) {
-                Ok(plan) => self.run_dml(statement, plan, ctx).await,
-                Err(e) => Err(e.into()),
-            },
-            Statement::CreateTable(_) | Statement::Copy { .. } | Statement::ShowTables { .. } => {
-                return self.handle_simple_query(statement, ctx, client).await;
-            }
-            s if is_drop_table(s) => return self.handle_simple_query(statement, ctx, client).await,
-            _ => return None,
-        };
+        let prepared = Prepared { plan, params };
+        let result = self
+            .dispatch(statement, Some(prepared), ctx, client)
+            .await?;
         Some(result.map_err(to_pg))
     }
 }

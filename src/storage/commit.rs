@@ -14,7 +14,7 @@
 //!
 //! The compare-and-swap on the catalog row is the commit point: a crash
 //! before it leaves only unreferenced files behind, never a half-visible
-//! change. Tables' removed files are copied-on-write by the caller, so every
+//! change, and nothing after it can fail (see [`commit`]). Tables' removed files are copied-on-write by the caller, so every
 //! Iceberg reader sees exactly the live rows without having to understand
 //! delete files. Views may also add position delete files
 //! (`storage::deletes`), which every v2 reader applies.
@@ -303,10 +303,42 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
         return Err(Error::Internal("metadata location did not advance".into()));
     }
     built.metadata.write_to(file_io, &new_location).await?;
-    warehouse
-        .swap_metadata_location(table.identifier(), &old_location, &new_location.to_string())
-        .await?;
-    warehouse.load_table(table.identifier()).await
+    let new_location = new_location.to_string();
+    if let Err(e) = warehouse
+        .swap_metadata_location(table.identifier(), &old_location, &new_location)
+        .await
+    {
+        // The swap can have happened even though it reported an error (an
+        // acknowledgment lost on the way back). Reporting a durable commit
+        // as failed would skip the views and leave the caller's snapshot
+        // one commit behind the catalog, so the catalog row decides.
+        return match warehouse.load_table(table.identifier()).await {
+            Ok(now) if now.metadata_location() == Some(new_location.as_str()) => {
+                tracing::warn!(table = %table.identifier(), error = %e,
+                    "catalog swap reported an error but took effect; commit stands");
+                Ok(now)
+            }
+            _ => Err(e),
+        };
+    }
+    // The commit is durable. The new table is built from what was just
+    // written rather than read back, so that nothing after the commit
+    // point can fail and make a committed statement look failed.
+    let local = iceberg::Runtime::try_current().and_then(|runtime| {
+        Table::builder()
+            .metadata(built.metadata)
+            .metadata_location(new_location)
+            .identifier(table.identifier().clone())
+            .file_io(file_io.clone())
+            .runtime(runtime)
+            .build()
+    });
+    match local {
+        Ok(t) => Ok(t),
+        // Not expected (every required part is given); reading it back is
+        // the fallback.
+        Err(_) => warehouse.load_table(table.identifier()).await,
+    }
 }
 
 /// A manifest writer of the new snapshot, for data or delete files.

@@ -3,6 +3,7 @@
 
 pub mod commit;
 pub mod deletes;
+pub mod fault;
 pub mod files;
 pub mod table;
 pub mod warehouse;

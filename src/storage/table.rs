@@ -242,6 +242,40 @@ impl TableInner {
         *self.current.write().expect("table lock poisoned") = table;
     }
 
+    /// Commits `change` on top of `table` and publishes the result. Called
+    /// under the writer lock (`state`). On failure the snapshot is checked
+    /// against the catalog: if the table moved underneath (a commit whose
+    /// outcome was lost, another writer), reads and the next write start
+    /// from where the catalog is, instead of failing with a conflict on
+    /// every statement until a restart; the key index is rebuilt then.
+    async fn commit_change(
+        &self,
+        state: &mut WriterState,
+        table: &Table,
+        change: Change,
+    ) -> Result<()> {
+        match commit::commit(&self.warehouse, table, change).await {
+            Ok(committed) => {
+                self.publish(committed);
+                Ok(())
+            }
+            Err(e) => {
+                match self.warehouse.load_table(table.identifier()).await {
+                    Ok(latest) if latest.metadata_location() != table.metadata_location() => {
+                        tracing::warn!(table = %self.name, "table moved underneath a failed commit; reloaded");
+                        self.publish(latest);
+                        state.keys = None;
+                    }
+                    Ok(_) => {}
+                    Err(reload) => {
+                        tracing::warn!(table = %self.name, error = %reload, "could not reload table after a failed commit");
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
     fn pk_name(&self) -> String {
         format!("{}_pkey", self.name)
     }
@@ -298,18 +332,22 @@ impl TableInner {
         Ok(state.keys.as_mut().expect("loaded above"))
     }
 
-    /// Adds the batch's keys to `pending`, failing on any duplicate.
+    /// Adds the batch's keys to `pending`, failing on any duplicate of a
+    /// key in `existing` (less those in `freed`, the keys of rows the
+    /// statement replaces) or in `pending`. The index itself is not touched:
+    /// it changes only once the statement has committed.
     fn check_new_keys(
         &self,
         converter: &RowConverter,
         existing: &HashSet<Box<[u8]>>,
+        freed: &HashSet<Box<[u8]>>,
         pending: &mut HashSet<Box<[u8]>>,
         batch: &RecordBatch,
     ) -> Result<()> {
         let rows = converter.convert_columns(&self.key_columns(batch))?;
         for (i, row) in rows.iter().enumerate() {
             let key: Box<[u8]> = row.as_ref().into();
-            if existing.contains(&key) || !pending.insert(key) {
+            if (existing.contains(&key) && !freed.contains(&key)) || !pending.insert(key) {
                 return Err(self.duplicate_key(batch, i));
             }
         }
@@ -360,7 +398,7 @@ impl TableInner {
             self.check_not_null(&batch)?;
             if let Some(conv) = &converter {
                 let existing = state.keys.as_ref().expect("loaded above");
-                self.check_new_keys(conv, existing, &mut pending, &batch)?;
+                self.check_new_keys(conv, existing, &HashSet::new(), &mut pending, &batch)?;
             }
             if feeding && batch.num_rows() > 0 {
                 changes.push(Message::Chunk(Chunk::uniform(batch.clone(), Op::Insert)));
@@ -377,13 +415,16 @@ impl TableInner {
             properties: HashMap::from([("streamlake.statement".into(), "insert".into())]),
             ..Default::default()
         };
-        let table = commit::commit(&self.warehouse, &table, change).await?;
-        self.publish(table);
+        self.commit_change(&mut state, &table, change).await?;
         if let Some(keys) = state.keys.as_mut() {
             keys.extend(pending);
         }
         send_all(&mut state.feeds, changes).await;
-        self.maybe_compact().await?;
+        // The rows are committed: a failed compaction must not report the
+        // statement as failed.
+        if let Err(e) = self.maybe_compact(&mut state).await {
+            tracing::warn!(table = %self.name, error = %e, "compaction failed; will retry later");
+        }
         Ok(rows)
     }
 
@@ -396,7 +437,7 @@ impl TableInner {
         commit: ViewCommit,
         properties: HashMap<String, String>,
     ) -> Result<Vec<(String, u64)>> {
-        let _state = self.writer.lock().await;
+        let mut state = self.writer.lock().await;
         let table = self.snapshot();
         let mut writer = FileWriter::new(&table, self.schema.clone()).await?;
         if let Some(rows) = commit.rows {
@@ -427,8 +468,8 @@ impl TableInner {
         if added.is_empty() && added_deletes.is_empty() && removed.is_empty() && !commit.replace {
             return Ok(written);
         }
-        let table = commit::commit(
-            &self.warehouse,
+        self.commit_change(
+            &mut state,
             &table,
             Change {
                 added,
@@ -439,7 +480,6 @@ impl TableInner {
             },
         )
         .await?;
-        self.publish(table);
         Ok(written)
     }
 
@@ -465,7 +505,7 @@ impl TableInner {
         };
         let mut writer = FileWriter::new(&table, self.schema.clone()).await?;
         let mut removed = HashSet::new();
-        let mut removed_keys: Vec<Box<[u8]>> = Vec::new();
+        let mut removed_keys: HashSet<Box<[u8]>> = HashSet::new();
         let mut updated: Vec<RecordBatch> = Vec::new();
         let mut deleted: Vec<RecordBatch> = Vec::new();
         let mut hits = 0u64;
@@ -509,20 +549,17 @@ impl TableInner {
         if hits == 0 {
             return Ok(0);
         }
+        // Every check comes before the key index changes: a statement that
+        // fails anywhere short of its commit leaves the index as it was.
         let mut pending = HashSet::new();
         if let Some(conv) = &converter {
-            let keys = state.keys.as_mut().expect("loaded above");
-            for k in &removed_keys {
-                keys.remove(k);
+            let keys = state.keys.as_ref().expect("loaded above");
+            for b in &updated {
+                self.check_new_keys(conv, keys, &removed_keys, &mut pending, b)?;
             }
-            let check = updated
-                .iter()
-                .try_for_each(|b| self.check_new_keys(conv, keys, &mut pending, b));
-            if let Err(e) = check {
-                // The statement fails as a whole: put the old keys back.
-                keys.extend(removed_keys);
-                return Err(e);
-            }
+        }
+        if crate::storage::fault::fire("rewrite-write", &self.name) {
+            return Err(crate::storage::fault::error("rewrite-write"));
         }
         let mut changes: Vec<Message> = deleted
             .into_iter()
@@ -545,15 +582,11 @@ impl TableInner {
             rewrite_only: false,
             ..Default::default()
         };
-        match commit::commit(&self.warehouse, &table, change).await {
-            Ok(table) => self.publish(table),
-            Err(e) => {
-                // The index no longer matches the table: rebuild it next time.
-                state.keys = None;
-                return Err(e);
-            }
-        }
+        self.commit_change(&mut state, &table, change).await?;
         if let Some(keys) = state.keys.as_mut() {
+            for k in &removed_keys {
+                keys.remove(k);
+            }
             keys.extend(pending);
         }
         send_all(&mut state.feeds, changes).await;
@@ -581,7 +614,7 @@ impl TableInner {
     /// Merges small files once enough have piled up, so that many small
     /// INSERTs do not leave thousands of tiny files behind. Runs under the
     /// writer lock, after the statement's own commit.
-    async fn maybe_compact(&self) -> Result<()> {
+    async fn maybe_compact(&self, state: &mut WriterState) -> Result<()> {
         let table = self.snapshot();
         let small: Vec<_> = commit::live_files(&table)
             .await?
@@ -608,8 +641,7 @@ impl TableInner {
             ..Default::default()
         };
         let files = small.len();
-        let table = commit::commit(&self.warehouse, &table, change).await?;
-        self.publish(table);
+        self.commit_change(state, &table, change).await?;
         tracing::info!(table = %self.name, files, "compacted small data files");
         Ok(())
     }

@@ -165,6 +165,10 @@ impl Warehouse {
                 "table {ident} was changed by another writer"
             )));
         }
+        // The swap took effect; the caller is told it did not.
+        if crate::storage::fault::fire("lose-commit-ack", ident.name()) {
+            return Err(crate::storage::fault::error("lose-commit-ack"));
+        }
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ async fn psycopg_parameters_prepared_binary_copy_and_errors() {
     let server = Server::start();
     let out = run_python("psycopg_check.py", &[&server.conn_string()], &[]);
     assert!(out.contains("psycopg checks passed"), "{out}");
+    assert!(out.contains("prepared statement checks passed"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,21 @@
 //! sqllogictest: every `sqllogictest/**/*.slt` file against a fresh server
-//! over pgwire (tokio-postgres, simple query protocol). Errors are reported
-//! as `message (SQLSTATE xxxxx)` so files can match the code.
+//! over pgwire, twice: with the simple query protocol (tokio-postgres
+//! `simple_query`) and with the extended one (each record prepared and run
+//! as Parse/Bind/Describe/Execute/Sync, the way psycopg with `prepare=True`
+//! or pgjdbc send it). Both runners render rows the same way, so one
+//! expected output serves both and a statement that behaves differently
+//! over the two protocols fails a file. Errors are reported as
+//! `message (SQLSTATE xxxxx)` so files can match the code.
 
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use bytes::BytesMut;
+use postgres_protocol::message::{backend, frontend};
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_postgres::fallible_iterator::FallibleIterator;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::support::Server;
@@ -52,15 +62,7 @@ impl AsyncDB for Pg {
                 SimpleQueryMessage::Row(r) => {
                     is_query = true;
                     ncols = r.len();
-                    rows.push(
-                        (0..r.len())
-                            .map(|i| match r.get(i) {
-                                None => "NULL".to_string(),
-                                Some("") => "(empty)".to_string(),
-                                Some(v) => v.to_string(),
-                            })
-                            .collect(),
-                    );
+                    rows.push((0..r.len()).map(|i| cell(r.get(i))).collect());
                 }
                 SimpleQueryMessage::CommandComplete(n) => count = n,
                 _ => {}
@@ -83,6 +85,176 @@ impl AsyncDB for Pg {
     }
 }
 
+/// How a value is shown in .slt output (both runners).
+fn cell(value: Option<&str>) -> String {
+    match value {
+        None => "NULL".to_string(),
+        Some("") => "(empty)".to_string(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// A connection that runs every record through the extended protocol, on
+/// the unnamed statement and portal, with text-format parameters (none) and
+/// results. Written against the wire messages rather than tokio-postgres,
+/// which binds every result column in binary.
+struct Extended {
+    stream: TcpStream,
+    read: BytesMut,
+}
+
+impl Extended {
+    async fn connect(port: u16) -> Result<Extended, PgError> {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| PgError(e.to_string()))?;
+        let mut conn = Extended {
+            stream,
+            read: BytesMut::new(),
+        };
+        let mut buf = BytesMut::new();
+        frontend::startup_message([("user", "tester"), ("database", "dev")], &mut buf)
+            .map_err(|e| PgError(e.to_string()))?;
+        conn.send(&buf).await?;
+        loop {
+            match conn.next().await? {
+                backend::Message::ReadyForQuery(_) => return Ok(conn),
+                backend::Message::ErrorResponse(e) => return Err(db_error(&e)),
+                backend::Message::AuthenticationOk
+                | backend::Message::ParameterStatus(_)
+                | backend::Message::BackendKeyData(_)
+                | backend::Message::NoticeResponse(_) => {}
+                _ => return Err(PgError("unexpected message during startup".into())),
+            }
+        }
+    }
+
+    async fn send(&mut self, buf: &[u8]) -> Result<(), PgError> {
+        self.stream
+            .write_all(buf)
+            .await
+            .map_err(|e| PgError(e.to_string()))
+    }
+
+    async fn next(&mut self) -> Result<backend::Message, PgError> {
+        loop {
+            if let Some(m) =
+                backend::Message::parse(&mut self.read).map_err(|e| PgError(e.to_string()))?
+            {
+                return Ok(m);
+            }
+            let n = self
+                .stream
+                .read_buf(&mut self.read)
+                .await
+                .map_err(|e| PgError(e.to_string()))?;
+            if n == 0 {
+                return Err(PgError("server closed the connection".into()));
+            }
+        }
+    }
+}
+
+fn db_error(body: &backend::ErrorResponseBody) -> PgError {
+    let (mut message, mut code) = (String::new(), String::new());
+    let mut fields = body.fields();
+    while let Ok(Some(f)) = fields.next() {
+        match f.type_() {
+            b'M' => message = String::from_utf8_lossy(f.value_bytes()).into_owned(),
+            b'C' => code = String::from_utf8_lossy(f.value_bytes()).into_owned(),
+            _ => {}
+        }
+    }
+    PgError(format!("{message} (SQLSTATE {code})"))
+}
+
+#[async_trait]
+impl AsyncDB for Extended {
+    type Error = PgError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<Self::ColumnType>, Self::Error> {
+        let io = |e: std::io::Error| PgError(e.to_string());
+        let mut buf = BytesMut::new();
+        frontend::parse("", sql, [], &mut buf).map_err(io)?;
+        frontend::describe(b'S', "", &mut buf).map_err(io)?;
+        frontend::bind(
+            "",
+            "",
+            std::iter::empty::<i16>(),
+            std::iter::empty::<Option<&[u8]>>(),
+            |_, _| Ok(postgres_protocol::IsNull::Yes),
+            [0i16],
+            &mut buf,
+        )
+        .map_err(|_| PgError("bind".into()))?;
+        frontend::describe(b'P', "", &mut buf).map_err(io)?;
+        frontend::execute("", 0, &mut buf).map_err(io)?;
+        frontend::sync(&mut buf);
+        self.send(&buf).await?;
+
+        let mut error = None;
+        let mut rows = Vec::new();
+        let mut ncols = None;
+        let mut count = 0;
+        loop {
+            match self.next().await? {
+                backend::Message::ReadyForQuery(_) => break,
+                backend::Message::ErrorResponse(e) => error = Some(db_error(&e)),
+                // Describe of the statement, then of the portal: the
+                // portal's answer is the one that counts.
+                backend::Message::RowDescription(d) => {
+                    ncols = Some(d.fields().count().map_err(io)?);
+                }
+                backend::Message::NoData => ncols = None,
+                backend::Message::DataRow(r) => {
+                    let data = r.buffer();
+                    let mut row = Vec::new();
+                    let mut ranges = r.ranges();
+                    while let Some(range) = ranges.next().map_err(io)? {
+                        row.push(cell(
+                            range.map(|r| std::str::from_utf8(&data[r]).unwrap_or("<not UTF-8>")),
+                        ));
+                    }
+                    rows.push(row);
+                }
+                backend::Message::CommandComplete(c) => {
+                    let tag = c.tag().map_err(io)?;
+                    count = tag
+                        .rsplit(' ')
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                }
+                backend::Message::CopyInResponse(_) => {
+                    // No COPY data in .slt files: end it, as psql does on EOF.
+                    let mut done = BytesMut::new();
+                    frontend::copy_done(&mut done);
+                    frontend::sync(&mut done);
+                    self.send(&done).await?;
+                }
+                _ => {}
+            }
+        }
+        if let Some(e) = error {
+            return Err(e);
+        }
+        Ok(match ncols {
+            Some(n) => DBOutput::Rows {
+                types: vec![DefaultColumnType::Any; n],
+                rows,
+            },
+            None => DBOutput::StatementComplete(count),
+        })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "streamlake"
+    }
+}
+
 fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
     entries.sort_by_key(|e| e.path());
@@ -96,30 +268,51 @@ fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-async fn run_file(path: &Path) -> Result<(), String> {
-    let server = Server::start();
-    let conn = server.conn_string();
-    let mut runner = sqllogictest::Runner::new(move || {
-        let conn = conn.clone();
-        async move {
-            let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
-                .await
-                .map_err(|e| PgError(e.to_string()))?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            Ok(Pg { client })
-        }
-    });
-    runner.with_column_validator(|_, _| true);
-    runner
-        .run_file_async(path)
-        .await
-        .map_err(|e| format!("{}\n--- server log ---\n{}", e.display(true), server.log()))
+/// Which protocol a runner speaks.
+#[derive(Clone, Copy, Debug)]
+enum Protocol {
+    Simple,
+    Extended,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqllogictest_files() {
+async fn run_file(path: &Path, protocol: Protocol) -> Result<(), String> {
+    let server = Server::start();
+    let log = |e: String| format!("{e}\n--- server log ---\n{}", server.log());
+    match protocol {
+        Protocol::Simple => {
+            let conn = server.conn_string();
+            let mut runner = sqllogictest::Runner::new(move || {
+                let conn = conn.clone();
+                async move {
+                    let (client, connection) =
+                        tokio_postgres::connect(&conn, tokio_postgres::NoTls)
+                            .await
+                            .map_err(|e| PgError(e.to_string()))?;
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    Ok(Pg { client })
+                }
+            });
+            runner.with_column_validator(|_, _| true);
+            runner
+                .run_file_async(path)
+                .await
+                .map_err(|e| log(e.display(true).to_string()))
+        }
+        Protocol::Extended => {
+            let port = server.port;
+            let mut runner = sqllogictest::Runner::new(move || Extended::connect(port));
+            runner.with_column_validator(|_, _| true);
+            runner
+                .run_file_async(path)
+                .await
+                .map_err(|e| log(e.display(true).to_string()))
+        }
+    }
+}
+
+async fn run_all(protocol: Protocol) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("sqllogictest");
     let mut files = Vec::new();
     slt_files(&root, &mut files);
@@ -134,10 +327,22 @@ async fn sqllogictest_files() {
             continue;
         }
         ran += 1;
-        if let Err(e) = run_file(f).await {
-            failures.push(format!("{}: {e}", f.display()));
+        if let Err(e) = run_file(f, protocol).await {
+            failures.push(format!("{} ({protocol:?} protocol): {e}", f.display()));
         }
     }
     assert!(ran > 0, "filter matched no file");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqllogictest_files() {
+    run_all(Protocol::Simple).await;
+}
+
+/// The same files, every record prepared: a statement streamlake handles
+/// itself must do the same over both protocols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqllogictest_files_extended_protocol() {
+    run_all(Protocol::Extended).await;
 }

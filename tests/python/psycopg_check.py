@@ -108,3 +108,27 @@ with psycopg.connect(conninfo, autocommit=True) as conn:
     got = conn.execute("SELECT * FROM wide WHERE k = %s AND l = %s AND a = %s", (11, "l", 1)).fetchone()
     assert got == vals, got
 print("wide parameter checks passed")
+
+# Issue 7: statements streamlake runs itself, prepared (prepare=True sends
+# Parse/Bind/Execute), do what they do unprepared.
+with psycopg.connect(conninfo, autocommit=True) as conn:
+    for stmt in [
+        "CREATE TABLE sales (id INT PRIMARY KEY, region TEXT, amount INT)",
+        "INSERT INTO sales VALUES (1, 'eu', 10), (2, 'us', 5)",
+        "CREATE MATERIALIZED VIEW by_region AS SELECT region, sum(amount) AS total FROM sales GROUP BY region",
+    ]:
+        conn.execute(stmt, prepare=True)
+    assert conn.execute("SHOW MATERIALIZED VIEWS", prepare=True).fetchall() == [("by_region",)]
+    conn.execute("INSERT INTO sales VALUES (%s, %s, %s)", (3, "eu", 7), prepare=True)
+    conn.execute("FLUSH", prepare=True)
+    got = conn.execute("SELECT region, total FROM by_region ORDER BY region", prepare=True).fetchall()
+    assert got == [("eu", 17), ("us", 5)], got
+    try:
+        conn.execute("CREATE MATERIALIZED VIEW by_region AS SELECT 1 FROM sales", prepare=True)
+    except psycopg.Error as e:
+        assert e.sqlstate == "42P07", e.sqlstate
+    else:
+        raise AssertionError("duplicate view should fail")
+    conn.execute("DROP MATERIALIZED VIEW by_region", prepare=True)
+    assert conn.execute("SHOW MATERIALIZED VIEWS", prepare=True).fetchall() == []
+print("prepared statement checks passed")
