@@ -250,11 +250,11 @@ fn show_create(lake: &Lake, name: &str) -> PgWireResult<String> {
         ));
     }
     Ok(format!(
-        "SELECT table_name AS \"Name\", \
-         'CREATE MATERIALIZED VIEW ' || table_name || ' AS ' || definition \
+        "SELECT matviewname AS \"Name\", \
+         'CREATE MATERIALIZED VIEW ' || matviewname || ' AS ' || definition \
          AS \"Create Materialized View\" \
-         FROM information_schema.views \
-         WHERE table_schema = 'public' AND table_name = '{}'",
+         FROM pg_catalog.pg_matviews \
+         WHERE schemaname = 'public' AND matviewname = '{}'",
         name.replace('\'', "''")
     ))
 }

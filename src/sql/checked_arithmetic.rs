@@ -51,7 +51,7 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
         let sub = Arc::new(ScalarUDF::new_from_impl(Checked::new(Operator::Minus)));
         let mul = Arc::new(ScalarUDF::new_from_impl(Checked::new(Operator::Multiply)));
         let div = Arc::new(ScalarUDF::new_from_impl(NumericDiv {
-            signature: Signature::any(2, Volatility::Immutable),
+            signature: Signature::user_defined(Volatility::Immutable),
         }));
         plan.transform_up_with_subqueries(|node| {
             if matches!(node, LogicalPlan::TableScan(_)) {
@@ -118,8 +118,25 @@ impl Checked {
     fn new(op: Operator) -> Checked {
         Checked {
             op,
-            signature: Signature::any(2, Volatility::Immutable),
+            signature: Signature::user_defined(Volatility::Immutable),
         }
+    }
+}
+
+/// The wider of two integer types (both sides become it, as coercion of
+/// `+` would do); a plan analyzed before its parameters were bound meets
+/// its values here.
+fn wider_integer(a: &DataType, b: &DataType) -> DataType {
+    let rank = |t: &DataType| match t {
+        DataType::Int8 => 1,
+        DataType::Int16 => 2,
+        DataType::Int32 => 3,
+        _ => 4,
+    };
+    if rank(a) >= rank(b) {
+        a.clone()
+    } else {
+        b.clone()
     }
 }
 
@@ -140,8 +157,20 @@ impl ScalarUDFImpl for Checked {
         &self.signature
     }
 
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let [a, b] = arg_types else {
+            return Err(DataFusionError::Plan("two arguments expected".into()));
+        };
+        let t = if is_integer(a) && is_integer(b) {
+            wider_integer(a, b)
+        } else {
+            DataType::Int64
+        };
+        Ok(vec![t.clone(), t])
+    }
+
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        Ok(arg_types[0].clone())
+        Ok(wider_integer(&arg_types[0], &arg_types[1]))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -204,6 +233,16 @@ impl ScalarUDFImpl for NumericDiv {
 
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        Ok(arg_types
+            .iter()
+            .map(|t| match t {
+                DataType::Decimal128(..) => t.clone(),
+                _ => DataType::Decimal128(20, 0),
+            })
+            .collect())
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
