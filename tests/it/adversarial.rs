@@ -252,7 +252,7 @@ fn normalize(ty: &str, v: Option<&str>) -> String {
     match ty {
         "numeric" => numeric(v),
         "float8" | "float4" => match v.parse::<f64>() {
-            Ok(f) if f == 0.0 => "0".into(),
+            Ok(0.0) => "0".into(),
             Ok(f) if f.is_finite() => format!("{f:.9e}"),
             _ => v.to_lowercase(),
         },
