@@ -9,6 +9,7 @@
 //! |-------------------|-----------------------------------------------------------|
 //! | `lose-commit-ack` | the catalog swap takes effect but reports an error        |
 //! | `rewrite-write`   | UPDATE/DELETE fail writing their files, after the key check |
+//! | `view-panic`      | the view's operators panic at the first barrier with rows (the name is a view's) |
 
 use std::collections::HashSet;
 use std::sync::Mutex;

@@ -390,33 +390,32 @@ pub struct ViewTask {
     pub fault: Fault,
 }
 
-/// A fault injected into a view for tests, from the environment variable
-/// `STREAMLAKE_FAULT_PANIC_VIEW=<view>`: the view's operators panic once,
-/// at the first barrier after rows reached the view, in this process.
+/// A fault injected into a view for tests (`STREAMLAKE_FAULTS=view-panic:<view>`,
+/// see [`crate::storage::fault`]): the view's operators panic once, at the
+/// first barrier after rows reached the view.
 #[derive(Default)]
 pub struct Fault {
-    panic_armed: bool,
+    view: String,
+    armed: bool,
     saw_rows: bool,
 }
 
-static FAULT_FIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 impl Fault {
     pub fn from_env(view: &str) -> Fault {
-        let armed = std::env::var("STREAMLAKE_FAULT_PANIC_VIEW").is_ok_and(|v| v == view)
-            && !FAULT_FIRED.load(std::sync::atomic::Ordering::SeqCst);
+        let armed = std::env::var("STREAMLAKE_FAULTS").is_ok_and(|s| {
+            s.split(',')
+                .any(|p| p.trim() == format!("view-panic:{view}"))
+        });
         Fault {
-            panic_armed: armed,
+            view: view.to_string(),
+            armed,
             saw_rows: false,
         }
     }
 
     fn at_barrier(&mut self) {
-        if self.panic_armed
-            && self.saw_rows
-            && !FAULT_FIRED.swap(true, std::sync::atomic::Ordering::SeqCst)
-        {
-            panic!("injected fault: STREAMLAKE_FAULT_PANIC_VIEW");
+        if self.armed && self.saw_rows && crate::storage::fault::fire("view-panic", &self.view) {
+            panic!("injected fault: view-panic");
         }
     }
 }
@@ -578,7 +577,7 @@ impl ViewTask {
 
     /// Input `i` changed.
     async fn input(&mut self, i: usize, chunks: Vec<Chunk>) -> Result<()> {
-        if self.fault.panic_armed
+        if self.fault.armed
             && chunks.iter().any(|c| !c.is_empty())
             && self.contents.epoch() > 0
         {

@@ -9,7 +9,7 @@ use crate::support::{Server, ServerOptions, rows, sqlstate};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_view_fails_loudly_and_rebuilds_itself() {
     let server = Server::start_with(ServerOptions {
-        env: vec![("STREAMLAKE_FAULT_PANIC_VIEW".into(), "boom".into())],
+        env: vec![("STREAMLAKE_FAULTS".into(), "view-panic:boom".into())],
         ..Default::default()
     });
     let c = server.client().await;
