@@ -146,7 +146,12 @@ impl super::Lake {
             }
         }
         drop(barrier_guard);
-        let contents = ViewContents::new(lowered.schema.clone());
+        let upstream = lowered
+            .inputs
+            .iter()
+            .filter_map(|i| self.public.view(i).map(|v| v.contents.clone()))
+            .collect();
+        let contents = ViewContents::new(lowered.schema.clone(), upstream);
         let persist_to = storage.clone();
         let (control_tx, control_rx) = tokio::sync::mpsc::channel(4);
         let task = ViewTask {

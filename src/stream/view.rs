@@ -56,6 +56,9 @@ pub enum Control {
 #[derive(Debug)]
 pub struct ViewContents {
     pub schema: SchemaRef,
+    /// The views this one reads: their query failing makes this view's
+    /// query fail too (the batch query would read them).
+    upstream: Vec<Arc<ViewContents>>,
     published: RwLock<Published>,
 }
 
@@ -72,9 +75,11 @@ struct Published {
 }
 
 impl ViewContents {
-    pub fn new(schema: SchemaRef) -> Arc<ViewContents> {
+    /// `upstream`: the contents of the views this view reads.
+    pub fn new(schema: SchemaRef, upstream: Vec<Arc<ViewContents>>) -> Arc<ViewContents> {
         Arc::new(ViewContents {
             schema,
+            upstream,
             published: RwLock::new(Published {
                 epoch: 0,
                 files: Vec::new(),
@@ -159,6 +164,12 @@ impl ViewContents {
         self.published.write().expect("view lock").failed = Some(why);
     }
 
+    /// The data error of this view's query or of a view it reads.
+    fn data_error(&self) -> Option<(&'static str, String)> {
+        let own = self.published.read().expect("view lock").data_error.clone();
+        own.or_else(|| self.upstream.iter().find_map(|u| u.data_error()))
+    }
+
     /// Whether the view stopped (an internal error or a panic).
     pub fn failure(&self) -> Option<String> {
         self.published.read().expect("view lock").failed.clone()
@@ -175,11 +186,15 @@ impl ViewContents {
                 message: format!("the view stopped and is being rebuilt: {why}"),
             });
         }
-        if let Some((sqlstate, message)) = &p.data_error {
+        let data_error = p
+            .data_error
+            .clone()
+            .or_else(|| self.upstream.iter().find_map(|u| u.data_error()));
+        if let Some((sqlstate, message)) = data_error {
             return Err(Error::ViewError {
                 view: view.to_string(),
                 sqlstate,
-                message: message.clone(),
+                message,
             });
         }
         p.files
@@ -577,10 +592,7 @@ impl ViewTask {
 
     /// Input `i` changed.
     async fn input(&mut self, i: usize, chunks: Vec<Chunk>) -> Result<()> {
-        if self.fault.armed
-            && chunks.iter().any(|c| !c.is_empty())
-            && self.contents.epoch() > 0
-        {
+        if self.fault.armed && chunks.iter().any(|c| !c.is_empty()) && self.contents.epoch() > 0 {
             self.fault.saw_rows = true;
         }
         let (root, poison) = (&mut self.root, &mut self.poison);
