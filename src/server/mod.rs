@@ -97,6 +97,7 @@ impl Engine {
         ctx.register_udf(current_database_udf());
         crate::sql::pg_aggregates::register(&ctx);
         ctx.register_udf(crate::sql::pg_round::udf());
+        ctx.register_udf(crate::sql::pg_to_char::udf());
         // PostgreSQL 16's any_value: any value of the group.
         ctx.register_udaf(
             datafusion::functions_aggregate::first_last::first_value_udaf()

@@ -10,5 +10,6 @@ pub mod literals;
 pub mod pg_aggregates;
 pub mod pg_round;
 pub mod pg_text_cast;
+pub mod pg_to_char;
 pub mod view_plan;
 pub mod windows;
