@@ -338,3 +338,33 @@ async fn catalog_functions_and_sql_clients_send() {
         "{d}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_and_row_limits_fetch_in_pieces() {
+    let mut p = Pair::new(SETUP).await;
+    for sql in [
+        "BEGIN; DECLARE c CURSOR FOR SELECT id, amount FROM events ORDER BY id; \
+         FETCH 2 FROM c",
+        "FETCH NEXT FROM c",
+        "FETCH ALL FROM c",
+        "CLOSE c; COMMIT",
+    ] {
+        p.same(sql, true).await;
+    }
+    // Execute with a row limit: PortalSuspended, then resumed (pgjdbc's
+    // setFetchSize).
+    for c in [&mut p.lake, &mut p.pg] {
+        let tx = c.transaction().await.unwrap();
+        let portal = tx
+            .bind("SELECT id, at FROM events ORDER BY id", &[])
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let rows = tx.query_portal(&portal, 2).await.unwrap();
+            ids.push(rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>());
+        }
+        assert_eq!(ids, vec![vec![1, 2], vec![3], vec![]]);
+        tx.commit().await.unwrap();
+    }
+}

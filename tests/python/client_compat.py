@@ -1,6 +1,6 @@
 """The same client calls against streamlake and the PostgreSQL oracle, with
 the same schema and rows: psycopg 3 (text and binary results, TypeInfo,
-session TimeZone, repeated parameters) and SQLAlchemy's inspector. Every
+session TimeZone, repeated parameters, a named cursor) and SQLAlchemy's inspector. Every
 answer must be equal. Usage: client_compat.py STREAMLAKE_DSN POSTGRES_DSN"""
 import sys
 
@@ -51,6 +51,13 @@ def answers(dsn):
         ]
         cur = conn.execute("SELECT current_database(), current_user, session_user")
         out["select list names"] = [d.name for d in cur.description][1:]
+    # A named (server-side) cursor: DECLARE, FETCH and CLOSE through the
+    # extended protocol.
+    with psycopg.connect(dsn) as conn:
+        with conn.cursor(name="pieces") as cur:
+            cur.execute("SELECT id, value, at FROM readings ORDER BY id")
+            out["named cursor"] = (cur.fetchmany(2), cur.fetchone(), cur.fetchall())
+            out["named cursor description"] = [d.name for d in cur.description]
     url = "postgresql+psycopg://" + (
         "{user}@{host}:{port}/{dbname}".format(**dict(kv.split("=") for kv in dsn.split()))
     )
