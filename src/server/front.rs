@@ -62,6 +62,12 @@ const MENDS: &[(&str, &str)] = &[
         "WHERE pg_catalog.pg_attribute.atthasdef AND pg_catalog.pg_attrdef.adrelid",
         "WHERE pg_catalog.pg_attrdef.adrelid",
     ),
+    // psql's \dT: the composite-type test is a correlated scalar subquery
+    // of at most one row by pg_class's key; DataFusion wants it aggregated.
+    (
+        "(SELECT c.relkind = 'c' FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid)",
+        "(SELECT bool_or(c.relkind = 'c') FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid)",
+    ),
     (
         "(SELECT pg_catalog.pg_type.typcollation \nFROM",
         "(SELECT max(pg_catalog.pg_type.typcollation) \nFROM",

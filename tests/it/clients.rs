@@ -185,6 +185,11 @@ async fn session_settings_match_postgres() {
     ] {
         p.same(sql, true).await;
     }
+    // SHOW ALL: PostgreSQL's columns; the values are each server's own.
+    let lake = answer(&p.lake, "SHOW ALL").await.unwrap();
+    let pg = answer(&p.pg, "SHOW ALL").await.unwrap();
+    assert_eq!(lake.0, pg.0, "SHOW ALL columns");
+    assert!(lake.1.iter().any(|r| r[0] == "TimeZone"), "{:?}", lake.1);
     p.same_error("SET TIME ZONE 'Mars/Olympus_Mons'").await;
     p.same_error("SHOW no_such_setting").await;
     // statement_timeout is honoured while the query runs.
@@ -257,6 +262,7 @@ async fn psql_describes_and_copies_as_postgres_does() {
     for command in [
         "\\d events",
         "\\d pairs",
+        "\\dT",
         "SELECT * FROM events ORDER BY id",
         "COPY events TO STDOUT",
         "COPY (SELECT id, at, amount, price FROM events ORDER BY id) TO STDOUT WITH (FORMAT csv)",
