@@ -259,7 +259,7 @@ mod tests {
         };
         assert_eq!(
             sql("SELECT i, i % 10, i FROM s"),
-            "SELECT i AS \"i\", i % 10, i AS \"i\u{1f}1\" FROM s"
+            "SELECT i, i % 10 AS \"?column?\", i AS \"i\u{1f}1\" FROM s"
         );
         let out = sql("SELECT 1 FROM pg_attribute WHERE attrelid = 't'::regclass");
         assert!(

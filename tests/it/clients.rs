@@ -128,7 +128,7 @@ async fn catalog_types_match_postgres() {
         "SELECT constraint_name, table_name, column_name, ordinal_position \
          FROM information_schema.key_column_usage WHERE table_schema = 'public' ORDER BY 1, 4",
     ] {
-        p.same(sql, false).await;
+        p.same(sql, true).await;
     }
 }
 
@@ -141,7 +141,7 @@ async fn values_print_as_postgres_does() {
         "SELECT sum(amount), sum(price), max(at), min(local) FROM events",
         "SELECT CAST(2.50 AS NUMERIC(10,2)), CAST(7 AS NUMERIC)",
     ] {
-        p.same(sql, false).await;
+        p.same(sql, true).await;
     }
     // The session's TimeZone.
     for tz in ["America/New_York", "Asia/Kolkata", "UTC"] {
@@ -298,7 +298,7 @@ async fn catalog_functions_and_sql_clients_send() {
          'a%' LIKE 'a#%' ESCAPE '#'",
         "SELECT relname FROM pg_class WHERE relname LIKE 'pair/_%' ESCAPE '/' OR relname = 'pairs'",
     ] {
-        p.same(sql, false).await;
+        p.same(sql, true).await;
     }
     // A parameter used twice, with different inferred types, and parameters
     // out of textual order (SQLAlchemy's reflection, pandas.read_sql_table).
