@@ -234,21 +234,19 @@ async fn select_lists_postgres_accepts() {
 
 /// psql's output for one command against a server.
 fn psql(port: u16, user: &str, db: &str, command: &str) -> String {
-    let out = std::process::Command::new("psql")
-        .args([
-            "-X",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            user,
-            "-d",
-            db,
-        ])
-        .args(["-v", "ON_ERROR_STOP=1", "-c", command])
-        .output()
-        .expect("run psql");
+    psql_session(port, user, db, &[command])
+}
+
+/// psql's output for commands run one after another in one session.
+fn psql_session(port: u16, user: &str, db: &str, commands: &[&str]) -> String {
+    let port = port.to_string();
+    let mut cmd = std::process::Command::new("psql");
+    cmd.args(["-X", "-h", "127.0.0.1", "-p", &port, "-U", user, "-d", db])
+        .args(["-v", "ON_ERROR_STOP=1"]);
+    for c in commands {
+        cmd.args(["-c", c]);
+    }
+    let out = cmd.output().expect("run psql");
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -274,6 +272,14 @@ async fn psql_describes_and_copies_as_postgres_does() {
         let pg = psql(p._pg.port, "postgres", "postgres", command);
         assert_eq!(lake, pg, "psql {command}");
     }
+    // COPY TO prints timestamptz in the session's TimeZone.
+    let session = [
+        "SET TIME ZONE 'Asia/Kolkata'",
+        "COPY (SELECT id, at FROM events ORDER BY id) TO STDOUT WITH (FORMAT csv)",
+    ];
+    let lake = psql_session(p.server.port, "tester", "dev", &session);
+    let pg = psql_session(p._pg.port, "postgres", "postgres", &session);
+    assert_eq!(lake, pg, "COPY TO in a session time zone");
     // \copy … FROM a CSV file with a header line.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pairs.csv");
