@@ -63,7 +63,8 @@ def answers(dsn):
     )
     insp = sa.inspect(sa.create_engine(url))
     out["sqlalchemy columns"] = [
-        (c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns("readings")
+        (c["name"], str(c["type"]), getattr(c["type"], "timezone", None), c["nullable"])
+        for c in insp.get_columns("readings")
     ]
     out["sqlalchemy pk"] = insp.get_pk_constraint("readings")
     out["sqlalchemy has_table"] = (insp.has_table("readings"), insp.has_table("nope"))

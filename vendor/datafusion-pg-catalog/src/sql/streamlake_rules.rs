@@ -262,7 +262,9 @@ impl VisitorMut for RegCastVisitor<'_> {
                 if name == "pg_get_viewdef"
                     && let Some(oid) = first_arg(&f.args, 2)
                 {
-                    *expr = self.lookup(&self.0.viewdef, oid);
+                    // Nested: RemoveSubqueryFromProjection turns a correlated
+                    // subquery that is a whole select-list item into NULL.
+                    *expr = Expr::Nested(Box::new(self.lookup(&self.0.viewdef, oid)));
                     return ControlFlow::Continue(());
                 }
                 match (name, single_arg(&f.args)) {
