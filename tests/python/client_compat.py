@@ -1,6 +1,6 @@
 """The same client calls against streamlake and the PostgreSQL oracle, with
 the same schema and rows: psycopg 3 (text and binary results, TypeInfo,
-session TimeZone, repeated parameters, a named cursor) and SQLAlchemy's inspector. Every
+session TimeZone, repeated parameters, a named cursor, binary COPY) and SQLAlchemy's inspector. Every
 answer must be equal. Usage: client_compat.py STREAMLAKE_DSN POSTGRES_DSN"""
 import sys
 
@@ -41,6 +41,14 @@ def answers(dsn):
                 for r in conn.execute("SELECT id, at FROM readings ORDER BY id").fetchall()
             ]
         conn.execute("SET TIME ZONE 'UTC'")
+        # psycopg's COPY API, binary and text.
+        cur = conn.cursor()
+        q = "COPY (SELECT id, at, value, price, ratio FROM readings ORDER BY id) TO STDOUT"
+        with cur.copy(q + " (FORMAT binary)") as copy:
+            copy.set_types(["int4", "timestamptz", "numeric", "numeric", "float8"])
+            out["copy binary"] = list(copy.rows())
+        with cur.copy(q) as copy:
+            out["copy text"] = list(copy.rows())
         out["repeated params"] = conn.execute(
             "SELECT id FROM readings WHERE id = %(a)s OR id = %(a)s + 1 ORDER BY id", {"a": 1}
         ).fetchall()
