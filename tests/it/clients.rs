@@ -260,6 +260,7 @@ async fn psql_describes_and_copies_as_postgres_does() {
     for command in [
         "\\d events",
         "\\d pairs",
+        "\\d+ events",
         "\\dT",
         "SELECT * FROM events ORDER BY id",
         "COPY events TO STDOUT",
