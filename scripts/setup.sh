@@ -23,6 +23,11 @@ install_system_packages() {
   command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+  command -v ps >/dev/null 2>&1 || missing+=(procps)
+  # pgjdbc and a JDK for the JDBC client test (tests/java, run as a
+  # single-file source program, so it needs the compiler).
+  command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
+  [ -f /usr/share/java/postgresql.jar ] || missing+=(libpostgresql-jdbc-java)
   # The PostgreSQL server is the oracle of the view tests.
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   if [ "${#missing[@]}" -gt 0 ]; then

@@ -381,3 +381,41 @@ async fn cursors_and_row_limits_fetch_in_pieces() {
         tx.commit().await.unwrap();
     }
 }
+
+/// pgjdbc (Debian's libpostgresql-jdbc-java) as Metabase's sync uses it:
+/// DatabaseMetaData getTables/getColumns/getPrimaryKeys/getImportedKeys/
+/// getIndexInfo, a type lookup, and a query read with setFetchSize. The
+/// program prints every answer; both servers must print the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgjdbc_metadata_and_fetch_size_match_postgres() {
+    let p = Pair::new(
+        "CREATE TABLE readings (id INT PRIMARY KEY, at TIMESTAMPTZ NOT NULL, local TIMESTAMP, \
+           value NUMERIC, price NUMERIC(12,4), ratio DOUBLE PRECISION, label TEXT);
+         INSERT INTO readings VALUES
+           (1, '2024-03-10 06:59:59.5+00', '2024-03-10 01:00:00', 10.5, 3, 0.25, 'a'),
+           (2, '2024-03-10 07:00:00+00', '2024-03-10 02:30:00.125', 3, 1.2345, 1e20, NULL),
+           (3, '1999-12-31 23:59:59.999999+00', NULL, 0.000001, -7.5, NULL, 'c');",
+    )
+    .await;
+    let program =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java/JdbcCheck.java");
+    let run = |port: u16, db: &str, user: &str| {
+        let out = std::process::Command::new("java")
+            .args(["-cp", "/usr/share/java/postgresql.jar"])
+            .arg(&program)
+            .arg(format!("jdbc:postgresql://127.0.0.1:{port}/{db}"))
+            .arg(user)
+            .output()
+            .expect("run java (scripts/setup.sh installs a JDK and pgjdbc)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("jdbc checks done"), "{text}");
+        text
+    };
+    let lake = run(p.server.port, "dev", "tester");
+    let pg = run(p._pg.port, "postgres", "postgres");
+    assert_eq!(lake, pg);
+}
