@@ -419,3 +419,35 @@ async fn pgjdbc_metadata_and_fetch_size_match_postgres() {
     let pg = run(p._pg.port, "postgres", "postgres");
     assert_eq!(lake, pg);
 }
+
+/// node-postgres (npm `pg`) with its default type parsers: the same fields
+/// and parsed values from both servers (tests/node/pg_check.js).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_postgres_answers_match_postgres() {
+    let server = Server::start();
+    let pg = Postgres::start();
+    let modules = std::env::var("STREAMLAKE_NODE_MODULES").expect(
+        "STREAMLAKE_NODE_MODULES is not set: run the tests with scripts/test.sh, which installs node-postgres",
+    );
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/pg_check.js");
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .arg(format!("postgres://tester@127.0.0.1:{}/dev", server.port))
+        .arg(format!(
+            "postgres://postgres@127.0.0.1:{}/postgres",
+            pg.port
+        ))
+        .env("NODE_PATH", modules)
+        .output()
+        .expect("run node");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("node-postgres checks passed"),
+        "{text}\n--- server log ---\n{}",
+        server.log()
+    );
+}
