@@ -227,6 +227,21 @@ async fn select_lists_postgres_accepts() {
         "SELECT a, b, c FROM pairs ORDER BY a",
         "SELECT a, a FROM pairs ORDER BY 1",
         "SELECT count(*), count(*) FROM pairs",
+        // Output names as PostgreSQL gives them, through every query shape.
+        "SELECT DISTINCT lower(note) FROM events ORDER BY lower(note)",
+        "SELECT lower(note), count(*) FROM events GROUP BY lower(note) \
+         HAVING count(*) > 0 ORDER BY count(*) DESC, lower(note)",
+        "SELECT note, sum(price) FROM events GROUP BY 1 ORDER BY 2",
+        "SELECT id, row_number() OVER (ORDER BY id DESC) FROM events ORDER BY id",
+        "SELECT upper(note) FROM (SELECT note FROM events) s ORDER BY 1",
+        "WITH c AS (SELECT id * 2 FROM events) SELECT * FROM c ORDER BY 1",
+        "SELECT id + 1 FROM events UNION ALL SELECT id FROM events ORDER BY 1",
+        "SELECT coalesce(score, 0), score FROM events ORDER BY score NULLS FIRST",
+        "SELECT CASE WHEN id > 1 THEN 'big' ELSE 'small' END, id::text FROM events ORDER BY id",
+        "SELECT max(price) - min(price), avg(score) FROM events",
+        "SELECT id, (SELECT max(id) FROM events) FROM events ORDER BY id",
+        "SELECT extract(year FROM DATE '2024-05-01'), \
+         date_trunc('month', TIMESTAMP '2024-05-03 10:00:00')",
     ] {
         p.same(sql, true).await;
     }

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Query, SelectItem,
+    DataType, Expr, OrderByKind, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Query, SelectItem,
     SetExpr, Statement, Value, ValueWithSpan, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -362,6 +362,15 @@ fn figure_colname(e: &Expr) -> (String, u8) {
         Expr::Nested(expr) => figure_colname(expr),
         Expr::Case { .. } => ("case".into(), 1),
         Expr::Exists { .. } => ("exists".into(), 2),
+        // A scalar subquery is named after its one column.
+        Expr::Subquery(q) => match q.body.as_ref() {
+            SetExpr::Select(select) => match select.projection.first() {
+                Some(SelectItem::UnnamedExpr(e)) => figure_colname(e),
+                Some(SelectItem::ExprWithAlias { alias, .. }) => (fold(alias), 2),
+                _ => (String::new(), 0),
+            },
+            _ => (String::new(), 0),
+        },
         Expr::Array(_) => ("array".into(), 2),
         Expr::Substring { .. } => ("substring".into(), 2),
         Expr::Extract { .. } => ("extract".into(), 2),
@@ -406,7 +415,8 @@ fn is_column(e: &Expr) -> bool {
 
 /// Names every unaliased expression as PostgreSQL does (`count`, `upper`,
 /// `?column?`), and gives repeats of a name a marked unique alias.
-fn alias_select_list(items: &mut [SelectItem]) {
+fn alias_select_list(items: &mut [SelectItem]) -> Vec<(Expr, Ident)> {
+    let mut aliased = Vec::new();
     let mut used: HashMap<String, usize> = HashMap::new();
     for item in items.iter_mut() {
         let (name, needs_alias) = match &*item {
@@ -430,26 +440,62 @@ fn alias_select_list(items: &mut [SelectItem]) {
             SelectItem::ExprWithAlias { expr, .. } => expr.clone(),
             _ => continue,
         };
-        *item = SelectItem::ExprWithAlias {
-            expr,
-            alias: Ident::with_quote('"', alias),
-        };
+        let alias = Ident::with_quote('"', alias);
+        aliased.push((expr.clone(), alias.clone()));
+        *item = SelectItem::ExprWithAlias { expr, alias };
+    }
+    aliased
+}
+
+/// Aliases the select list of a query (of the left-most SELECT of a set
+/// operation, which names its columns). Under SELECT DISTINCT, DataFusion
+/// matches ORDER BY expressions to the select list by expression, so an
+/// ORDER BY of an aliased expression is rewritten to the alias.
+fn alias_query(query: &mut Query) {
+    let mut body = query.body.as_mut();
+    while let SetExpr::SetOperation { left, .. } = body {
+        body = left.as_mut();
+    }
+    let SetExpr::Select(select) = body else {
+        return;
+    };
+    let aliased = alias_select_list(&mut select.projection);
+    if select.distinct.is_none() || aliased.is_empty() {
+        return;
+    }
+    if let Some(OrderByKind::Expressions(exprs)) = query.order_by.as_mut().map(|o| &mut o.kind) {
+        for o in exprs {
+            if let Some((_, alias)) = aliased.iter().find(|(e, _)| *e == o.expr) {
+                o.expr = Expr::Identifier(alias.clone());
+            }
+        }
     }
 }
 
-fn alias_query(query: &mut Query) {
-    if let SetExpr::Select(select) = query.body.as_mut() {
-        alias_select_list(&mut select.projection);
+/// Every query of a statement: subqueries and CTEs name the columns that
+/// `SELECT *` passes on.
+struct AliasVisitor;
+
+impl VisitorMut for AliasVisitor {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        alias_query(query);
+        ControlFlow::Continue(())
     }
 }
 
 impl SqlStatementRewriteRule for AliasRepeatedOutputNames {
     fn rewrite(&self, mut s: Statement) -> Statement {
+        // Not view definitions: a view's columns are named by its own
+        // planner.
         match &mut s {
-            Statement::Query(q) => alias_query(q),
+            Statement::Query(q) => {
+                let _ = q.visit(&mut AliasVisitor);
+            }
             Statement::Insert(insert) => {
                 if let Some(source) = insert.source.as_mut() {
-                    alias_query(source);
+                    let _ = source.visit(&mut AliasVisitor);
                 }
             }
             _ => {}
