@@ -150,7 +150,13 @@ async fn values_print_as_postgres_does() {
                 .await
                 .unwrap();
         }
-        p.same("SELECT id, at FROM events ORDER BY id", false).await;
+        for sql in [
+            "SELECT id, at FROM events ORDER BY id",
+            "SELECT id, at::text FROM events ORDER BY id",
+            "SELECT id FROM events WHERE at > TIMESTAMPTZ '2024-01-01 10:00:00+00' ORDER BY id",
+        ] {
+            p.same(sql, true).await;
+        }
     }
 }
 
