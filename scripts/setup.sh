@@ -23,6 +23,14 @@ install_system_packages() {
   command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+  command -v ps >/dev/null 2>&1 || missing+=(procps)
+  # pgjdbc and a JDK for the JDBC client test (tests/java, run as a
+  # single-file source program, so it needs the compiler).
+  command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
+  [ -f /usr/share/java/postgresql.jar ] || missing+=(libpostgresql-jdbc-java)
+  # node-postgres for the Node client test (tests/node).
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
   # The PostgreSQL server is the oracle of the view tests.
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   if [ "${#missing[@]}" -gt 0 ]; then
@@ -45,5 +53,16 @@ install_python_venv() {
   export STREAMLAKE_PYTHON="$venv/bin/python"
 }
 
+install_node_modules() {
+  local dir="$CACHE/node" version="8.16.3"
+  if ! grep -qs "\"version\": \"$version\"" "$dir/node_modules/pg/package.json"; then
+    section "installing node-postgres $version"
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-audit --no-fund --silent "pg@$version"
+  fi
+  export STREAMLAKE_NODE_MODULES="$dir/node_modules"
+}
+
 install_system_packages
 install_python_venv
+install_node_modules

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every streamlake test: unit tests, sqllogictest files, and the
-# integration tests against real clients (psql, psycopg, SQLAlchemy), a real
+# integration tests against real clients (psql, psycopg, SQLAlchemy, pgjdbc,
+# node-postgres, each compared with a PostgreSQL server), a real
 # S3-compatible server (moto) and an independent Iceberg reader (pyiceberg).
 #
 # Installs what it needs on a fresh Debian machine with only the Rust
-# toolchain: apt packages and a Python venv. Caches the venv and the cargo
+# toolchain: apt packages, a Python venv and node-postgres. Caches the venv and the cargo
 # target directory under $HOME/.cache/streamlake (never required).
 set -euo pipefail
 cd "$(dirname "$0")/.."

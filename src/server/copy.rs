@@ -224,7 +224,12 @@ pub async fn start(
     let format = format_of(options, legacy_options)?;
     match (to, target) {
         (false, CopyTarget::Stdin) => copy_in(lake, source, format, client).await,
-        (true, CopyTarget::Stdout) => copy_out(source, format, ctx).await,
+        (true, CopyTarget::Stdout) => {
+            // timestamptz prints in the session's TimeZone, as in query results.
+            let zone = datafusion_postgres::client::get_timezone(client)
+                .and_then(|tz| tz.parse::<datafusion::arrow::array::timezone::Tz>().ok());
+            copy_out(source, format, ctx, zone).await
+        }
         _ => Err(Error::FeatureNotSupported(
             "COPY to or from a server file or program is not supported; use STDIN/STDOUT".into(),
         )),
@@ -322,6 +327,7 @@ async fn copy_out(
     source: &CopySource,
     format: CopyFormat,
     ctx: &SessionContext,
+    zone: Option<datafusion::arrow::array::timezone::Tz>,
 ) -> Result<Response> {
     let df = match source {
         CopySource::Table {
@@ -369,7 +375,7 @@ async fn copy_out(
     let rows = batches.flat_map(move |batch| {
         let items: Vec<PgWireResult<CopyData>> = match batch
             .map_err(Error::from)
-            .and_then(|b| copy_format::encode(&fmt, &b))
+            .and_then(|b| copy_format::encode_in_zone(&fmt, &b, zone.as_ref()))
         {
             Ok(encoded) => {
                 let mut out = Vec::with_capacity(encoded.ends.len());

@@ -62,6 +62,37 @@ const MENDS: &[(&str, &str)] = &[
         "WHERE pg_catalog.pg_attribute.atthasdef AND pg_catalog.pg_attrdef.adrelid",
         "WHERE pg_catalog.pg_attrdef.adrelid",
     ),
+    // pgjdbc's getPrimaryKeys (Metabase's sync) pairs key columns with
+    // their positions through _pg_expandarray's (x, n) records; DataFusion
+    // has no composite values, and array_position gives the same pairing.
+    (
+        "(information_schema._pg_expandarray(i.indkey)).n AS KEY_SEQ",
+        "CAST(array_position(i.indkey, a.attnum) AS INT) AS KEY_SEQ",
+    ),
+    (
+        "information_schema._pg_expandarray(i.indkey) AS KEYS",
+        "i.indkey AS KEYS",
+    ),
+    (
+        "result.A_ATTNUM = (result.KEYS).x",
+        "array_has(result.KEYS, result.A_ATTNUM)",
+    ),
+    // pgjdbc's getIndexInfo: one row per key column, as generate_subscripts;
+    // streamlake's indexes are ascending only (indoption is all zeros).
+    (
+        "(information_schema._pg_expandarray(i.indkey)).n AS ORDINAL_POSITION",
+        "unnest(generate_series(1, CAST(array_length(i.indkey, 1) AS BIGINT))) AS ORDINAL_POSITION",
+    ),
+    (
+        "CASE tmp.I_INDOPTION[tmp.ORDINAL_POSITION - 1] & 1::smallint       WHEN 1 THEN 'D'       ELSE 'A'     END",
+        "'A'",
+    ),
+    // psql's \dT: the composite-type test is a correlated scalar subquery
+    // of at most one row by pg_class's key; DataFusion wants it aggregated.
+    (
+        "(SELECT c.relkind = 'c' FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid)",
+        "(SELECT bool_or(c.relkind = 'c') FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid)",
+    ),
     (
         "(SELECT pg_catalog.pg_type.typcollation \nFROM",
         "(SELECT max(pg_catalog.pg_type.typcollation) \nFROM",

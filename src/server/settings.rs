@@ -362,6 +362,33 @@ fn shown(statement: &Statement) -> Option<String> {
     Some(name)
 }
 
+fn is_show_all(statement: &Statement) -> bool {
+    matches!(statement, Statement::ShowVariable { variable }
+        if variable.len() == 1 && variable[0].value.eq_ignore_ascii_case("all"))
+}
+
+/// `SHOW ALL`: every setting with the session's value.
+fn show_all(client: &(impl ClientInfo + ?Sized)) -> PgWireResult<Response> {
+    let fields = Arc::new(
+        ["name", "setting", "description"]
+            .iter()
+            .map(|n| FieldInfo::new(n.to_string(), None, None, Type::TEXT, FieldFormat::Text))
+            .collect::<Vec<_>>(),
+    );
+    let mut rows = Vec::with_capacity(DEFAULT_SETTINGS.len());
+    for (name, _) in DEFAULT_SETTINGS {
+        let mut encoder = DataRowEncoder::new(fields.clone());
+        encoder.encode_field(&Some(*name))?;
+        encoder.encode_field(&session_value(client, name))?;
+        encoder.encode_field(&Some(""))?;
+        rows.push(Ok(encoder.take_row()));
+    }
+    Ok(Response::Query(QueryResponse::new(
+        fields,
+        futures::stream::iter(rows),
+    )))
+}
+
 /// A `SELECT set_config(…)` or `SELECT current_setting(…)` with literal
 /// arguments and nothing else: (function, arguments).
 fn settings_call(statement: &Statement) -> Option<(String, Vec<String>)> {
@@ -474,6 +501,9 @@ impl SettingsHook {
             }
             return Some(Ok(Response::Execution(Tag::new(tag))));
         }
+        if is_show_all(statement) {
+            return Some(show_all(client));
+        }
         if let Some(name) = shown(statement) {
             return Some(match session_value(client, &name) {
                 Some(v) => one_value(&name, Some(&v)),
@@ -528,6 +558,9 @@ impl QueryHook for SettingsHook {
     ) -> Option<PgWireResult<LogicalPlan>> {
         if changes(statement).is_some() {
             return Some(plan_with_columns(&[]));
+        }
+        if is_show_all(statement) {
+            return Some(plan_with_columns(&["name", "setting", "description"]));
         }
         if let Some(name) = shown(statement) {
             return Some(plan_with_columns(&[&name]));

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use datafusion::arrow::array::timezone::Tz;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
@@ -376,15 +377,27 @@ pub fn binary_header() -> Bytes {
 
 /// Formats a batch in the given COPY format.
 pub fn encode(format: &CopyFormat, batch: &RecordBatch) -> Result<EncodedRows> {
+    encode_in_zone(format, batch, None)
+}
+
+/// [`encode`], with timestamptz values in the session's time zone (UTC when
+/// None).
+pub fn encode_in_zone(
+    format: &CopyFormat,
+    batch: &RecordBatch,
+    zone: Option<&Tz>,
+) -> Result<EncodedRows> {
     match format {
         CopyFormat::Binary => encode_binary(batch),
-        CopyFormat::Text { delimiter, null } => encode_delimited(batch, *delimiter, null, None),
+        CopyFormat::Text { delimiter, null } => {
+            encode_delimited(batch, *delimiter, null, None, zone)
+        }
         CopyFormat::Csv {
             delimiter,
             null,
             quote,
             ..
-        } => encode_delimited(batch, *delimiter, null, Some(*quote)),
+        } => encode_delimited(batch, *delimiter, null, Some(*quote), zone),
     }
 }
 
@@ -393,6 +406,7 @@ fn encode_delimited(
     delimiter: u8,
     null: &str,
     quote: Option<u8>,
+    zone: Option<&Tz>,
 ) -> Result<EncodedRows> {
     let options = FormatOptions::default()
         .with_date_format(Some("%Y-%m-%d"))
@@ -423,7 +437,7 @@ fn encode_delimited(
                 } else {
                     'f'
                 });
-            } else if let Some(text) = pg_text(col, row) {
+            } else if let Some(text) = pg_text(col, row, zone) {
                 cell.push_str(&text);
             } else {
                 use std::fmt::Write;
@@ -444,17 +458,26 @@ fn encode_delimited(
 }
 
 /// PostgreSQL's text of a timestamp, numeric or float cell (shared with query
-/// results; timestamptz in UTC), or None for other types.
-fn pg_text(col: &ArrayRef, row: usize) -> Option<String> {
+/// results; timestamptz in `zone`, or UTC), or None for other types.
+fn pg_text(col: &ArrayRef, row: usize, zone: Option<&Tz>) -> Option<String> {
+    use chrono::{Offset, TimeZone};
     use datafusion_postgres::arrow_pg::encoder::timestamp_value;
     use datafusion_postgres::arrow_pg::pg_text::{
         PgNumeric, float4_text, float8_text, write_timestamp,
     };
     match col.data_type() {
         DataType::Timestamp(unit, tz) => {
-            let value = timestamp_value(col, row, unit)?;
+            let utc = timestamp_value(col, row, unit)?;
             let mut s = String::with_capacity(32);
-            write_timestamp(&mut s, &value, tz.as_ref().map(|_| 0));
+            match (tz, zone) {
+                (None, _) => write_timestamp(&mut s, &utc, None),
+                (Some(_), None) => write_timestamp(&mut s, &utc, Some(0)),
+                (Some(_), Some(zone)) => {
+                    let offset = zone.offset_from_utc_datetime(&utc).fix();
+                    let local = utc + chrono::Duration::seconds(offset.local_minus_utc() as i64);
+                    write_timestamp(&mut s, &local, Some(offset.local_minus_utc()));
+                }
+            }
             Some(s)
         }
         DataType::Decimal128(p, s) => {

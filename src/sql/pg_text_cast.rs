@@ -5,12 +5,14 @@
 //! rewrites every cast of a timestamp or Decimal128 to a string type into
 //! `pg_text_out(x)`, which prints what the wire protocol prints for the same
 //! value (arrow-pg's `pg_text`, shared with query results and COPY TO):
-//! `2024-01-01 10:00:00+00`, `10.5`. timestamptz is printed in UTC here, not
-//! in the session's TimeZone (a function does not see the session).
+//! `2024-01-01 10:00:00+00`, `10.5`. timestamptz is printed in the
+//! statement's `execution.time_zone`, which datafusion-postgres sets to the
+//! session's TimeZone (UTC without one).
 
 use std::any::Any;
 use std::sync::Arc;
 
+use datafusion::arrow::array::timezone::Tz;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Decimal128Type};
 use datafusion::common::config::ConfigOptions;
@@ -33,10 +35,12 @@ pub struct PgTextOut {
     signature: Signature,
 }
 
+// Stable, not immutable: the text of a timestamptz depends on the session's
+// TimeZone.
 impl PgTextOut {
     pub fn udf() -> Arc<ScalarUDF> {
         Arc::new(ScalarUDF::new_from_impl(PgTextOut {
-            signature: Signature::any(1, Volatility::Immutable),
+            signature: Signature::any(1, Volatility::Stable),
         }))
     }
 }
@@ -65,7 +69,15 @@ impl ScalarUDFImpl for PgTextOut {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let array = args.args[0].to_array(args.number_rows)?;
-        let out: ArrayRef = Arc::new(text_of(&array)?);
+        // The session's TimeZone, which datafusion-postgres puts in the
+        // statement's config; UTC without one.
+        let zone = args
+            .config_options
+            .execution
+            .time_zone
+            .as_deref()
+            .and_then(|z| z.parse::<Tz>().ok());
+        let out: ArrayRef = Arc::new(text_of(&array, zone.as_ref())?);
         Ok(if scalar {
             ColumnarValue::Scalar(datafusion::scalar::ScalarValue::try_from_array(&out, 0)?)
         } else {
@@ -74,7 +86,8 @@ impl ScalarUDFImpl for PgTextOut {
     }
 }
 
-fn text_of(array: &ArrayRef) -> Result<datafusion::arrow::array::StringArray> {
+fn text_of(array: &ArrayRef, zone: Option<&Tz>) -> Result<datafusion::arrow::array::StringArray> {
+    use chrono::{Offset, TimeZone};
     let mut out = StringBuilder::with_capacity(array.len(), array.len() * 24);
     for row in 0..array.len() {
         if array.is_null(row) {
@@ -83,9 +96,18 @@ fn text_of(array: &ArrayRef) -> Result<datafusion::arrow::array::StringArray> {
         }
         match array.data_type() {
             DataType::Timestamp(unit, tz) => match timestamp_value(array, row, unit) {
-                Some(v) => {
+                Some(utc) => {
                     let mut s = String::with_capacity(32);
-                    write_timestamp(&mut s, &v, tz.as_ref().map(|_| 0));
+                    match (tz, zone) {
+                        (None, _) => write_timestamp(&mut s, &utc, None),
+                        (Some(_), None) => write_timestamp(&mut s, &utc, Some(0)),
+                        (Some(_), Some(zone)) => {
+                            let offset = zone.offset_from_utc_datetime(&utc).fix();
+                            let secs = offset.local_minus_utc();
+                            let local = utc + chrono::Duration::seconds(secs as i64);
+                            write_timestamp(&mut s, &local, Some(secs));
+                        }
+                    }
                     out.append_value(s);
                 }
                 None => out.append_null(),
@@ -259,7 +281,7 @@ mod tests {
         };
         assert_eq!(
             sql("SELECT i, i % 10, i FROM s"),
-            "SELECT i AS \"i\", i % 10, i AS \"i\u{1f}1\" FROM s"
+            "SELECT i, i % 10 AS \"?column?\", i AS \"i\u{1f}1\" FROM s"
         );
         let out = sql("SELECT 1 FROM pg_attribute WHERE attrelid = 't'::regclass");
         assert!(

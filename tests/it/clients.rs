@@ -128,7 +128,7 @@ async fn catalog_types_match_postgres() {
         "SELECT constraint_name, table_name, column_name, ordinal_position \
          FROM information_schema.key_column_usage WHERE table_schema = 'public' ORDER BY 1, 4",
     ] {
-        p.same(sql, false).await;
+        p.same(sql, true).await;
     }
 }
 
@@ -141,7 +141,7 @@ async fn values_print_as_postgres_does() {
         "SELECT sum(amount), sum(price), max(at), min(local) FROM events",
         "SELECT CAST(2.50 AS NUMERIC(10,2)), CAST(7 AS NUMERIC)",
     ] {
-        p.same(sql, false).await;
+        p.same(sql, true).await;
     }
     // The session's TimeZone.
     for tz in ["America/New_York", "Asia/Kolkata", "UTC"] {
@@ -150,7 +150,13 @@ async fn values_print_as_postgres_does() {
                 .await
                 .unwrap();
         }
-        p.same("SELECT id, at FROM events ORDER BY id", false).await;
+        for sql in [
+            "SELECT id, at FROM events ORDER BY id",
+            "SELECT id, at::text FROM events ORDER BY id",
+            "SELECT id FROM events WHERE at > TIMESTAMPTZ '2024-01-01 10:00:00+00' ORDER BY id",
+        ] {
+            p.same(sql, true).await;
+        }
     }
 }
 
@@ -185,6 +191,11 @@ async fn session_settings_match_postgres() {
     ] {
         p.same(sql, true).await;
     }
+    // SHOW ALL: PostgreSQL's columns; the values are each server's own.
+    let lake = answer(&p.lake, "SHOW ALL").await.unwrap();
+    let pg = answer(&p.pg, "SHOW ALL").await.unwrap();
+    assert_eq!(lake.0, pg.0, "SHOW ALL columns");
+    assert!(lake.1.iter().any(|r| r[0] == "TimeZone"), "{:?}", lake.1);
     p.same_error("SET TIME ZONE 'Mars/Olympus_Mons'").await;
     p.same_error("SHOW no_such_setting").await;
     // statement_timeout is honoured while the query runs.
@@ -222,6 +233,21 @@ async fn select_lists_postgres_accepts() {
         "SELECT a, b, c FROM pairs ORDER BY a",
         "SELECT a, a FROM pairs ORDER BY 1",
         "SELECT count(*), count(*) FROM pairs",
+        // Output names as PostgreSQL gives them, through every query shape.
+        "SELECT DISTINCT lower(note) FROM events ORDER BY lower(note)",
+        "SELECT lower(note), count(*) FROM events GROUP BY lower(note) \
+         HAVING count(*) > 0 ORDER BY count(*) DESC, lower(note)",
+        "SELECT note, sum(price) FROM events GROUP BY 1 ORDER BY 2",
+        "SELECT id, row_number() OVER (ORDER BY id DESC) FROM events ORDER BY id",
+        "SELECT upper(note) FROM (SELECT note FROM events) s ORDER BY 1",
+        "WITH c AS (SELECT id * 2 FROM events) SELECT * FROM c ORDER BY 1",
+        "SELECT id + 1 FROM events UNION ALL SELECT id FROM events ORDER BY 1",
+        "SELECT coalesce(score, 0), score FROM events ORDER BY score NULLS FIRST",
+        "SELECT CASE WHEN id > 1 THEN 'big' ELSE 'small' END, id::text FROM events ORDER BY id",
+        "SELECT max(price) - min(price), avg(score) FROM events",
+        "SELECT id, (SELECT max(id) FROM events) FROM events ORDER BY id",
+        "SELECT extract(year FROM DATE '2024-05-01'), \
+         date_trunc('month', TIMESTAMP '2024-05-03 10:00:00')",
     ] {
         p.same(sql, true).await;
     }
@@ -229,21 +255,19 @@ async fn select_lists_postgres_accepts() {
 
 /// psql's output for one command against a server.
 fn psql(port: u16, user: &str, db: &str, command: &str) -> String {
-    let out = std::process::Command::new("psql")
-        .args([
-            "-X",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            user,
-            "-d",
-            db,
-        ])
-        .args(["-v", "ON_ERROR_STOP=1", "-c", command])
-        .output()
-        .expect("run psql");
+    psql_session(port, user, db, &[command])
+}
+
+/// psql's output for commands run one after another in one session.
+fn psql_session(port: u16, user: &str, db: &str, commands: &[&str]) -> String {
+    let port = port.to_string();
+    let mut cmd = std::process::Command::new("psql");
+    cmd.args(["-X", "-h", "127.0.0.1", "-p", &port, "-U", user, "-d", db])
+        .args(["-v", "ON_ERROR_STOP=1"]);
+    for c in commands {
+        cmd.args(["-c", c]);
+    }
+    let out = cmd.output().expect("run psql");
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -257,6 +281,8 @@ async fn psql_describes_and_copies_as_postgres_does() {
     for command in [
         "\\d events",
         "\\d pairs",
+        "\\d+ events",
+        "\\dT",
         "SELECT * FROM events ORDER BY id",
         "COPY events TO STDOUT",
         "COPY (SELECT id, at, amount, price FROM events ORDER BY id) TO STDOUT WITH (FORMAT csv)",
@@ -268,6 +294,14 @@ async fn psql_describes_and_copies_as_postgres_does() {
         let pg = psql(p._pg.port, "postgres", "postgres", command);
         assert_eq!(lake, pg, "psql {command}");
     }
+    // COPY TO prints timestamptz in the session's TimeZone.
+    let session = [
+        "SET TIME ZONE 'Asia/Kolkata'",
+        "COPY (SELECT id, at FROM events ORDER BY id) TO STDOUT WITH (FORMAT csv)",
+    ];
+    let lake = psql_session(p.server.port, "tester", "dev", &session);
+    let pg = psql_session(p._pg.port, "postgres", "postgres", &session);
+    assert_eq!(lake, pg, "COPY TO in a session time zone");
     // \copy … FROM a CSV file with a header line.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pairs.csv");
@@ -292,7 +326,7 @@ async fn catalog_functions_and_sql_clients_send() {
          'a%' LIKE 'a#%' ESCAPE '#'",
         "SELECT relname FROM pg_class WHERE relname LIKE 'pair/_%' ESCAPE '/' OR relname = 'pairs'",
     ] {
-        p.same(sql, false).await;
+        p.same(sql, true).await;
     }
     // A parameter used twice, with different inferred types, and parameters
     // out of textual order (SQLAlchemy's reflection, pandas.read_sql_table).
@@ -336,5 +370,105 @@ async fn catalog_functions_and_sql_clients_send() {
             && d.contains("View definition:")
             && d.contains("WHERE id > 1"),
         "{d}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_and_row_limits_fetch_in_pieces() {
+    let mut p = Pair::new(SETUP).await;
+    for sql in [
+        "BEGIN; DECLARE c CURSOR FOR SELECT id, amount FROM events ORDER BY id; \
+         FETCH 2 FROM c",
+        "FETCH NEXT FROM c",
+        "FETCH ALL FROM c",
+        "CLOSE c; COMMIT",
+    ] {
+        p.same(sql, true).await;
+    }
+    // Execute with a row limit: PortalSuspended, then resumed (pgjdbc's
+    // setFetchSize).
+    for c in [&mut p.lake, &mut p.pg] {
+        let tx = c.transaction().await.unwrap();
+        let portal = tx
+            .bind("SELECT id, at FROM events ORDER BY id", &[])
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let rows = tx.query_portal(&portal, 2).await.unwrap();
+            ids.push(rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>());
+        }
+        assert_eq!(ids, vec![vec![1, 2], vec![3], vec![]]);
+        tx.commit().await.unwrap();
+    }
+}
+
+/// pgjdbc (Debian's libpostgresql-jdbc-java) as Metabase's sync uses it:
+/// DatabaseMetaData getTables/getColumns/getPrimaryKeys/getImportedKeys/
+/// getIndexInfo, a type lookup, and a query read with setFetchSize. The
+/// program prints every answer; both servers must print the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgjdbc_metadata_and_fetch_size_match_postgres() {
+    let p = Pair::new(
+        "CREATE TABLE readings (id INT PRIMARY KEY, at TIMESTAMPTZ NOT NULL, local TIMESTAMP, \
+           value NUMERIC, price NUMERIC(12,4), ratio DOUBLE PRECISION, label TEXT);
+         INSERT INTO readings VALUES
+           (1, '2024-03-10 06:59:59.5+00', '2024-03-10 01:00:00', 10.5, 3, 0.25, 'a'),
+           (2, '2024-03-10 07:00:00+00', '2024-03-10 02:30:00.125', 3, 1.2345, 1e20, NULL),
+           (3, '1999-12-31 23:59:59.999999+00', NULL, 0.000001, -7.5, NULL, 'c');",
+    )
+    .await;
+    let program =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java/JdbcCheck.java");
+    let run = |port: u16, db: &str, user: &str| {
+        let out = std::process::Command::new("java")
+            .args(["-cp", "/usr/share/java/postgresql.jar"])
+            .arg(&program)
+            .arg(format!("jdbc:postgresql://127.0.0.1:{port}/{db}"))
+            .arg(user)
+            .output()
+            .expect("run java (scripts/setup.sh installs a JDK and pgjdbc)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("jdbc checks done"), "{text}");
+        text
+    };
+    let lake = run(p.server.port, "dev", "tester");
+    let pg = run(p._pg.port, "postgres", "postgres");
+    assert_eq!(lake, pg);
+}
+
+/// node-postgres (npm `pg`) with its default type parsers: the same fields
+/// and parsed values from both servers (tests/node/pg_check.js).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_postgres_answers_match_postgres() {
+    let server = Server::start();
+    let pg = Postgres::start();
+    let modules = std::env::var("STREAMLAKE_NODE_MODULES").expect(
+        "STREAMLAKE_NODE_MODULES is not set: run the tests with scripts/test.sh, which installs node-postgres",
+    );
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/pg_check.js");
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .arg(format!("postgres://tester@127.0.0.1:{}/dev", server.port))
+        .arg(format!(
+            "postgres://postgres@127.0.0.1:{}/postgres",
+            pg.port
+        ))
+        .env("NODE_PATH", modules)
+        .output()
+        .expect("run node");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("node-postgres checks passed"),
+        "{text}\n--- server log ---\n{}",
+        server.log()
     );
 }

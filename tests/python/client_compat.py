@@ -1,6 +1,6 @@
 """The same client calls against streamlake and the PostgreSQL oracle, with
 the same schema and rows: psycopg 3 (text and binary results, TypeInfo,
-session TimeZone, repeated parameters) and SQLAlchemy's inspector. Every
+session TimeZone, repeated parameters, a named cursor, binary COPY) and SQLAlchemy's inspector. Every
 answer must be equal. Usage: client_compat.py STREAMLAKE_DSN POSTGRES_DSN"""
 import sys
 
@@ -41,6 +41,14 @@ def answers(dsn):
                 for r in conn.execute("SELECT id, at FROM readings ORDER BY id").fetchall()
             ]
         conn.execute("SET TIME ZONE 'UTC'")
+        # psycopg's COPY API, binary and text.
+        cur = conn.cursor()
+        q = "COPY (SELECT id, at, value, price, ratio FROM readings ORDER BY id) TO STDOUT"
+        with cur.copy(q + " (FORMAT binary)") as copy:
+            copy.set_types(["int4", "timestamptz", "numeric", "numeric", "float8"])
+            out["copy binary"] = list(copy.rows())
+        with cur.copy(q) as copy:
+            out["copy text"] = list(copy.rows())
         out["repeated params"] = conn.execute(
             "SELECT id FROM readings WHERE id = %(a)s OR id = %(a)s + 1 ORDER BY id", {"a": 1}
         ).fetchall()
@@ -51,12 +59,20 @@ def answers(dsn):
         ]
         cur = conn.execute("SELECT current_database(), current_user, session_user")
         out["select list names"] = [d.name for d in cur.description][1:]
+    # A named (server-side) cursor: DECLARE, FETCH and CLOSE through the
+    # extended protocol.
+    with psycopg.connect(dsn) as conn:
+        with conn.cursor(name="pieces") as cur:
+            cur.execute("SELECT id, value, at FROM readings ORDER BY id")
+            out["named cursor"] = (cur.fetchmany(2), cur.fetchone(), cur.fetchall())
+            out["named cursor description"] = [d.name for d in cur.description]
     url = "postgresql+psycopg://" + (
         "{user}@{host}:{port}/{dbname}".format(**dict(kv.split("=") for kv in dsn.split()))
     )
     insp = sa.inspect(sa.create_engine(url))
     out["sqlalchemy columns"] = [
-        (c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns("readings")
+        (c["name"], str(c["type"]), getattr(c["type"], "timezone", None), c["nullable"])
+        for c in insp.get_columns("readings")
     ]
     out["sqlalchemy pk"] = insp.get_pk_constraint("readings")
     out["sqlalchemy has_table"] = (insp.has_table("readings"), insp.has_table("nope"))

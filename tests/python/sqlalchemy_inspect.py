@@ -2,7 +2,7 @@
 and nullability, primary keys (pg_constraint and pg_index rows built from
 the tables' keys; the key columns come in column order), the index,
 unique and foreign key reflection that finds none, whole-table reflection
-and materialized view names. Usage:
+and materialized view names and definitions. Usage:
 sqlalchemy_inspect.py PORT"""
 import sys
 
@@ -60,4 +60,10 @@ with engine.connect() as conn:
 insp = sa.inspect(engine)
 assert insp.get_materialized_view_names() == ["stock_count"], insp.get_materialized_view_names()
 assert "stock_count" not in insp.get_table_names(), insp.get_table_names()
+# Its definition (pg_get_viewdef) and columns.
+definition = insp.get_view_definition("stock_count")
+assert definition == "SELECT count(*) AS n FROM stock", definition
+assert [c["name"] for c in insp.get_columns("stock_count")] == ["n"]
+# information_schema's own views are not on the search path.
+assert insp.get_view_names() == [], insp.get_view_names()
 print("sqlalchemy checks passed")

@@ -37,7 +37,13 @@ pub fn get_timezone<C>(client: &C) -> Option<&str>
 where
     C: ClientInfo + ?Sized,
 {
-    client.metadata().get(METADATA_TIMEZONE).map(|s| s.as_str())
+    // streamlake patch: a `TimeZone` startup parameter (pgjdbc sends the
+    // JVM's zone) counts until the session sets its own.
+    let metadata = client.metadata();
+    metadata
+        .get(METADATA_TIMEZONE)
+        .or_else(|| metadata.get("TimeZone"))
+        .map(|s| s.as_str())
 }
 
 /// Set statement timeout in client metadata

@@ -192,12 +192,16 @@ impl SimpleQueryHandler for DfSessionService {
 
             let deadline = client::get_statement_timeout(client)
                 .map(|t| tokio::time::Instant::now() + t);
+            let zone = session_zone(client);
             let df_result = {
                 let query = statement.to_string();
 
                 let timeout = client::get_statement_timeout(client);
                 if let Some(timeout_duration) = timeout {
-                    tokio::time::timeout(timeout_duration, self.session_context.sql(&query))
+                    tokio::time::timeout(
+                        timeout_duration,
+                        sql_in_session(&self.session_context, &query, zone.clone()),
+                    )
                         .await
                         .map_err(|_| {
                             PgWireError::UserError(Box::new(pgwire::error::ErrorInfo::new(
@@ -207,7 +211,7 @@ impl SimpleQueryHandler for DfSessionService {
                             )))
                         })?
                 } else {
-                    self.session_context.sql(&query).await
+                    sql_in_session(&self.session_context, &query, zone.clone()).await
                 }
             };
 
@@ -308,12 +312,13 @@ impl ExtendedQueryHandler for DfSessionService {
 
             let deadline = client::get_statement_timeout(client)
                 .map(|t| tokio::time::Instant::now() + t);
+            let zone = session_zone(client);
             let dataframe = {
                 let timeout = client::get_statement_timeout(client);
                 if let Some(timeout_duration) = timeout {
                     tokio::time::timeout(
                         timeout_duration,
-                        self.session_context.execute_logical_plan(optimised),
+                        execute_in_session(&self.session_context, optimised, zone.clone()),
                     )
                     .await
                     .map_err(|_| {
@@ -325,8 +330,7 @@ impl ExtendedQueryHandler for DfSessionService {
                     })?
                     .map_err(|e| PgWireError::ApiError(Box::new(e)))?
                 } else {
-                    self.session_context
-                        .execute_logical_plan(optimised)
+                    execute_in_session(&self.session_context, optimised, zone.clone())
                         .await
                         .map_err(|e| PgWireError::ApiError(Box::new(e)))?
                 }
@@ -351,6 +355,58 @@ impl ExtendedQueryHandler for DfSessionService {
             Ok(Response::EmptyQuery)
         }
     }
+}
+
+/// streamlake patch: the session's TimeZone, when DataFusion can use it.
+fn session_zone<C: ClientInfo + ?Sized>(client: &C) -> Option<String> {
+    client::get_timezone(client)
+        .filter(|tz| tz.parse::<datafusion::arrow::array::timezone::Tz>().is_ok())
+        .map(str::to_string)
+}
+
+/// streamlake patch: a query runs with the shared context's state plus the
+/// session's TimeZone as DataFusion's `execution.time_zone` (what `now()`
+/// and streamlake's `ts::text` read). Statements that change the context
+/// (DDL, SET) still run on the context itself.
+async fn sql_in_session(
+    ctx: &SessionContext,
+    sql: &str,
+    zone: Option<String>,
+) -> datafusion::error::Result<DataFrame> {
+    let Some(zone) = zone else {
+        return ctx.sql(sql).await;
+    };
+    let plan = state_in_zone(ctx, zone.clone())
+        .create_logical_plan(sql)
+        .await?;
+    execute_in_session(ctx, plan, Some(zone)).await
+}
+
+async fn execute_in_session(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    zone: Option<String>,
+) -> datafusion::error::Result<DataFrame> {
+    let Some(zone) = zone else {
+        return ctx.execute_logical_plan(plan).await;
+    };
+    if matches!(
+        plan,
+        LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_)
+    ) {
+        return ctx.execute_logical_plan(plan).await;
+    }
+    Ok(DataFrame::new(state_in_zone(ctx, zone), plan))
+}
+
+/// The context's state with `execution.time_zone` set. `ctx.state()` has
+/// already captured the config for expression evaluation, so the capture is
+/// renewed after the change.
+fn state_in_zone(ctx: &SessionContext, zone: String) -> datafusion::execution::SessionState {
+    let mut state = ctx.state();
+    state.config_mut().options_mut().execution.time_zone = Some(zone);
+    state.mark_start_execution();
+    state
 }
 
 /// streamlake patch: the format options of a session, with its TimeZone

@@ -17,6 +17,9 @@ use tokio::sync::RwLock;
 
 use crate::pg_catalog::catalog_info::{CatalogInfo, table_type_to_string};
 use crate::pg_catalog::pg_index::BTREE_AM_OID;
+
+/// pg_am's heap (streamlake patch).
+const HEAP_AM_OID: i32 = 2;
 use crate::pg_catalog::primary_key::{KeyDefinitions, PrimaryKey, key_columns, key_oids};
 
 use super::OidCacheKey;
@@ -227,7 +230,17 @@ impl<C: CatalogInfo> PgClassTable<C> {
                                 reltypes.push(0); // Simplified: we're not tracking data types
                                 reloftypes.push(None);
                                 relowners.push(0); // Simplified: no owner tracking
-                                relams.push(0); // Default access method
+                                // streamlake patch: tables and materialized views
+                                // have PostgreSQL's default access method, heap
+                                // (psql's \dt+ shows it).
+                                relams.push(
+                                    if matches!(table_type_to_string(&table_type).as_str(), "r" | "m")
+                                    {
+                                        HEAP_AM_OID
+                                    } else {
+                                        0
+                                    },
+                                );
                                 relfilenodes.push(table_oid as i32); // Use OID as filenode
                                 reltablespaces.push(0); // Default tablespace
                                 relpages.push(1); // Default page count

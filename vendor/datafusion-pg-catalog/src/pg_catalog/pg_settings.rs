@@ -17,9 +17,11 @@ pub const DEFAULT_SETTINGS: &[(&str, &str)] = &[
     ("client_min_messages", "notice"),
     ("DateStyle", "ISO, MDY"),
     ("default_table_access_method", "heap"),
+    ("default_transaction_deferrable", "off"),
     ("default_transaction_isolation", "read committed"),
     ("default_transaction_read_only", "off"),
     ("extra_float_digits", "1"),
+    ("idle_in_transaction_session_timeout", "0"),
     ("integer_datetimes", "on"),
     ("IntervalStyle", "postgres"),
     ("is_superuser", "on"),
@@ -29,7 +31,10 @@ pub const DEFAULT_SETTINGS: &[(&str, &str)] = &[
     ("lc_monetary", "C"),
     ("lc_numeric", "C"),
     ("lc_time", "C"),
+    ("lock_timeout", "0"),
+    ("max_connections", "100"),
     ("max_identifier_length", "63"),
+    ("max_index_keys", "32"),
     ("search_path", "\"$user\", public"),
     ("server_encoding", "UTF8"),
     ("server_version", "16.6"),
@@ -39,6 +44,7 @@ pub const DEFAULT_SETTINGS: &[(&str, &str)] = &[
     ("TimeZone", "UTC"),
     ("transaction_isolation", "read committed"),
     ("transaction_read_only", "off"),
+    ("work_mem", "4MB"),
 ];
 
 #[derive(Debug, Clone)]

@@ -5,16 +5,18 @@
 //!   `to_regtype(x)` become OID lookups in pg_class / pg_type, and
 //!   `oid::regtype::text` becomes `format_type(oid, -1)`, and
 //!   `pg_table_is_visible(oid)` tests the schemas on the search path.
-//! - [`AliasRepeatedOutputNames`]: a select list may repeat an output name in
-//!   PostgreSQL (`SELECT i, i`, `SELECT current_user, session_user`) but not
-//!   in DataFusion; repeats get a unique alias that the wire encoder trims
-//!   back to the PostgreSQL name.
+//! - [`AliasRepeatedOutputNames`]: unaliased select-list expressions get the
+//!   names PostgreSQL gives them (`count`, `current_user`, `?column?`, not
+//!   DataFusion's `count(*)`); and a select list may repeat an output name
+//!   in PostgreSQL (`SELECT i, i`, `SELECT current_user, session_user`) but
+//!   not in DataFusion, so repeats get a unique alias that the wire encoder
+//!   trims back to the PostgreSQL name.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Query, SelectItem,
+    DataType, Expr, OrderByKind, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Query, SelectItem,
     SetExpr, Statement, Value, ValueWithSpan, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -260,7 +262,9 @@ impl VisitorMut for RegCastVisitor<'_> {
                 if name == "pg_get_viewdef"
                     && let Some(oid) = first_arg(&f.args, 2)
                 {
-                    *expr = self.lookup(&self.0.viewdef, oid);
+                    // Nested: RemoveSubqueryFromProjection turns a correlated
+                    // subquery that is a whole select-list item into NULL.
+                    *expr = Expr::Nested(Box::new(self.lookup(&self.0.viewdef, oid)));
                     return ControlFlow::Continue(());
                 }
                 match (name, single_arg(&f.args)) {
@@ -328,47 +332,52 @@ impl SqlStatementRewriteRule for RewriteRegCasts {
 #[derive(Debug)]
 pub struct AliasRepeatedOutputNames;
 
-/// Functions written without parentheses, which PostgreSQL names after the
-/// keyword (DataFusion would say `session_user()`).
-const KEYWORD_FUNCTIONS: &[&str] = &[
-    "current_user",
-    "session_user",
-    "user",
-    "current_catalog",
-    "current_schema",
-    "current_role",
-];
-
-fn is_keyword_function(e: &Expr) -> bool {
-    match e {
-        Expr::Function(f) => {
-            matches!(f.args, FunctionArguments::None)
-                && KEYWORD_FUNCTIONS.contains(&f.name.to_string().to_lowercase().as_str())
-        }
-        _ => false,
+/// The name PostgreSQL gives an unaliased select-list expression.
+fn output_name(e: &Expr) -> String {
+    let (name, strength) = figure_colname(e);
+    if strength == 0 {
+        "?column?".into()
+    } else {
+        name
     }
 }
 
-/// The name PostgreSQL gives an unaliased select-list expression.
-fn output_name(e: &Expr) -> String {
+/// PostgreSQL's FigureColname: a name and its strength (2 for columns and
+/// functions, 1 for type names and CASE, 0 for none). A cast takes its
+/// type's name unless its operand has a strong one.
+fn figure_colname(e: &Expr) -> (String, u8) {
     match e {
-        Expr::Identifier(i) => fold(i),
-        Expr::CompoundIdentifier(parts) => parts.last().map(fold).unwrap_or_default(),
-        Expr::Function(f) => f
-            .name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .map(fold)
-            .unwrap_or_else(|| "?column?".into()),
+        Expr::Identifier(i) => (fold(i), 2),
+        Expr::CompoundIdentifier(parts) => (parts.last().map(fold).unwrap_or_default(), 2),
+        Expr::Function(f) => match f.name.0.last().and_then(|p| p.as_ident()) {
+            Some(i) => (fold(i), 2),
+            None => (String::new(), 0),
+        },
         Expr::Cast {
             expr, data_type, ..
-        } => match output_name(expr).as_str() {
-            "?column?" => type_output_name(data_type),
-            name => name.to_string(),
+        } => match figure_colname(expr) {
+            strong @ (_, 2) => strong,
+            _ => (type_output_name(data_type), 1),
         },
-        Expr::Nested(expr) => output_name(expr),
-        _ => "?column?".into(),
+        Expr::Nested(expr) => figure_colname(expr),
+        Expr::Case { .. } => ("case".into(), 1),
+        Expr::Exists { .. } => ("exists".into(), 2),
+        // A scalar subquery is named after its one column.
+        Expr::Subquery(q) => match q.body.as_ref() {
+            SetExpr::Select(select) => match select.projection.first() {
+                Some(SelectItem::UnnamedExpr(e)) => figure_colname(e),
+                Some(SelectItem::ExprWithAlias { alias, .. }) => (fold(alias), 2),
+                _ => (String::new(), 0),
+            },
+            _ => (String::new(), 0),
+        },
+        Expr::Array(_) => ("array".into(), 2),
+        Expr::Substring { .. } => ("substring".into(), 2),
+        Expr::Extract { .. } => ("extract".into(), 2),
+        Expr::Position { .. } => ("position".into(), 2),
+        Expr::Ceil { .. } => ("ceil".into(), 2),
+        Expr::Floor { .. } => ("floor".into(), 2),
+        _ => (String::new(), 0),
     }
 }
 
@@ -400,60 +409,93 @@ fn fold(i: &Ident) -> String {
     }
 }
 
-/// What makes DataFusion's names of two expressions collide: the same text,
-/// once the keyword functions are named as DataFusion plans them.
-fn collision_key(e: &Expr) -> String {
-    let text = e.to_string().to_lowercase();
-    match text.as_str() {
-        "current_user" | "user" | "current_role" => "session_user".into(),
-        "current_catalog" => "current_database()".into(),
-        _ => text,
-    }
+fn is_column(e: &Expr) -> bool {
+    matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
 }
 
-fn alias_select_list(items: &mut [SelectItem]) {
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for item in items.iter() {
-        if let SelectItem::UnnamedExpr(e) = item {
-            *counts.entry(collision_key(e)).or_default() += 1;
-        }
-    }
+/// Names every unaliased expression as PostgreSQL does (`count`, `upper`,
+/// `?column?`), and gives repeats of a name a marked unique alias.
+fn alias_select_list(items: &mut [SelectItem]) -> Vec<(Expr, Ident)> {
+    let mut aliased = Vec::new();
     let mut used: HashMap<String, usize> = HashMap::new();
     for item in items.iter_mut() {
-        let SelectItem::UnnamedExpr(e) = item else {
-            continue;
+        let (name, needs_alias) = match &*item {
+            SelectItem::UnnamedExpr(e) => (output_name(e), !is_column(e)),
+            SelectItem::ExprWithAlias { alias, .. } => (fold(alias), false),
+            _ => continue,
         };
-        if counts[&collision_key(e)] < 2 && !is_keyword_function(e) {
-            continue;
-        }
-        let name = output_name(e);
         let n = used.entry(name.clone()).or_default();
         let alias = if *n == 0 {
-            name.clone()
+            name
         } else {
             format!("{name}{}{n}", arrow_pg::pg_text::DUPLICATE_NAME_MARK)
         };
+        let repeated = *n > 0;
         *n += 1;
-        *item = SelectItem::ExprWithAlias {
-            expr: e.clone(),
-            alias: Ident::with_quote('"', alias),
+        if !(needs_alias || repeated) {
+            continue;
+        }
+        let expr = match &*item {
+            SelectItem::UnnamedExpr(e) => e.clone(),
+            SelectItem::ExprWithAlias { expr, .. } => expr.clone(),
+            _ => continue,
         };
+        let alias = Ident::with_quote('"', alias);
+        aliased.push((expr.clone(), alias.clone()));
+        *item = SelectItem::ExprWithAlias { expr, alias };
+    }
+    aliased
+}
+
+/// Aliases the select list of a query (of the left-most SELECT of a set
+/// operation, which names its columns). Under SELECT DISTINCT, DataFusion
+/// matches ORDER BY expressions to the select list by expression, so an
+/// ORDER BY of an aliased expression is rewritten to the alias.
+fn alias_query(query: &mut Query) {
+    let mut body = query.body.as_mut();
+    while let SetExpr::SetOperation { left, .. } = body {
+        body = left.as_mut();
+    }
+    let SetExpr::Select(select) = body else {
+        return;
+    };
+    let aliased = alias_select_list(&mut select.projection);
+    if select.distinct.is_none() || aliased.is_empty() {
+        return;
+    }
+    if let Some(OrderByKind::Expressions(exprs)) = query.order_by.as_mut().map(|o| &mut o.kind) {
+        for o in exprs {
+            if let Some((_, alias)) = aliased.iter().find(|(e, _)| *e == o.expr) {
+                o.expr = Expr::Identifier(alias.clone());
+            }
+        }
     }
 }
 
-fn alias_query(query: &mut Query) {
-    if let SetExpr::Select(select) = query.body.as_mut() {
-        alias_select_list(&mut select.projection);
+/// Every query of a statement: subqueries and CTEs name the columns that
+/// `SELECT *` passes on.
+struct AliasVisitor;
+
+impl VisitorMut for AliasVisitor {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        alias_query(query);
+        ControlFlow::Continue(())
     }
 }
 
 impl SqlStatementRewriteRule for AliasRepeatedOutputNames {
     fn rewrite(&self, mut s: Statement) -> Statement {
+        // Not view definitions: a view's columns are named by its own
+        // planner.
         match &mut s {
-            Statement::Query(q) => alias_query(q),
+            Statement::Query(q) => {
+                let _ = q.visit(&mut AliasVisitor);
+            }
             Statement::Insert(insert) => {
                 if let Some(source) = insert.source.as_mut() {
-                    alias_query(source);
+                    let _ = source.visit(&mut AliasVisitor);
                 }
             }
             _ => {}
@@ -476,14 +518,14 @@ mod tests {
     #[test]
     fn repeated_names_get_marked_aliases() {
         let out = rewrite(&AliasRepeatedOutputNames, "SELECT i, i % 10, i FROM s");
-        assert_eq!(out, "SELECT i AS \"i\", i % 10, i AS \"i\u{1f}1\" FROM s");
+        assert_eq!(out, "SELECT i, i % 10 AS \"?column?\", i AS \"i\u{1f}1\" FROM s");
         let out = rewrite(
             &AliasRepeatedOutputNames,
             "SELECT current_database(), current_user, session_user",
         );
         assert_eq!(
             out,
-            "SELECT current_database(), current_user AS \"current_user\", session_user AS \"session_user\""
+            "SELECT current_database() AS \"current_database\", current_user AS \"current_user\", session_user AS \"session_user\""
         );
     }
 

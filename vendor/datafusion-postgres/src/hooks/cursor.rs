@@ -30,26 +30,34 @@ impl QueryHook for CursorStatementHook {
         session_context: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        let store = client.portal_store();
-
-        match statement {
-            sqlparser::ast::Statement::Declare { stmts } => {
-                Some(handle_declare(store, stmts, session_context).await)
-            }
-            sqlparser::ast::Statement::Fetch {
-                name, direction, ..
-            } => Some(handle_fetch(store, name, direction).await),
-            sqlparser::ast::Statement::Close { cursor } => Some(handle_close(store, cursor)),
-            _ => None,
-        }
+        run_cursor_statement(statement, session_context, client).await
     }
 
     async fn handle_extended_parse_query(
         &self,
         statement: &sqlparser::ast::Statement,
-        _session_context: &SessionContext,
-        _client: &(dyn ClientInfo + Send + Sync),
+        session_context: &SessionContext,
+        client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
+        // streamlake patch: FETCH describes the cursor's columns, so that a
+        // client (psycopg 3's named cursors, over the extended protocol)
+        // gets the RowDescription its DataRows match.
+        if let sqlparser::ast::Statement::Fetch { name, .. } = statement
+            && let Some(query) = client.metadata().get(&cursor_key(&name.value))
+        {
+            return Some(
+                session_context
+                    .sql(query)
+                    .await
+                    .map(|df| {
+                        LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
+                            produce_one_row: false,
+                            schema: Arc::new(df.schema().clone()),
+                        })
+                    })
+                    .map_err(|e| PgWireError::ApiError(Box::new(e))),
+            );
+        }
         match statement {
             sqlparser::ast::Statement::Declare { .. }
             | sqlparser::ast::Statement::Fetch { .. }
@@ -71,18 +79,50 @@ impl QueryHook for CursorStatementHook {
         session_context: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        let store = client.portal_store();
+        run_cursor_statement(statement, session_context, client).await
+    }
+}
 
-        match statement {
-            sqlparser::ast::Statement::Declare { stmts } => {
-                Some(handle_declare(store, stmts, session_context).await)
+/// The client-metadata key under which a cursor's query is kept while it is
+/// open (streamlake patch; see `handle_extended_parse_query`).
+fn cursor_key(name: &str) -> String {
+    format!("cursor_query:{name}")
+}
+
+async fn run_cursor_statement(
+    statement: &sqlparser::ast::Statement,
+    session_context: &SessionContext,
+    client: &mut dyn HookClient,
+) -> Option<PgWireResult<Response>> {
+    match statement {
+        sqlparser::ast::Statement::Declare { stmts } => {
+            let result = handle_declare(client.portal_store(), stmts, session_context).await;
+            if result.is_ok() {
+                for declare in stmts {
+                    if let (Some(name), Some(q)) = (declare.names.first(), &declare.for_query) {
+                        client
+                            .metadata_mut()
+                            .insert(cursor_key(&name.value), q.to_string());
+                    }
+                }
             }
-            sqlparser::ast::Statement::Fetch {
-                name, direction, ..
-            } => Some(handle_fetch(store, name, direction).await),
-            sqlparser::ast::Statement::Close { cursor } => Some(handle_close(store, cursor)),
-            _ => None,
+            Some(result)
         }
+        sqlparser::ast::Statement::Fetch {
+            name, direction, ..
+        } => Some(handle_fetch(client.portal_store(), name, direction).await),
+        sqlparser::ast::Statement::Close { cursor } => {
+            let result = handle_close(client.portal_store(), cursor);
+            let metadata = client.metadata_mut();
+            match cursor {
+                CloseCursor::All => metadata.retain(|k, _| !k.starts_with("cursor_query:")),
+                CloseCursor::Specific { name } => {
+                    metadata.remove(&cursor_key(&name.value));
+                }
+            }
+            Some(result)
+        }
+        _ => None,
     }
 }
 
@@ -132,12 +172,19 @@ async fn handle_declare(
             .sql(&for_query)
             .await
             .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        // streamlake patch: keep the plan, so Describe of the cursor's
+        // portal answers its columns.
+        let plan = df.logical_plan().clone();
+        let statement = declare
+            .for_query
+            .as_ref()
+            .map(|q| (sqlparser::ast::Statement::Query(q.clone()), plan));
 
         let query_response = df::encode_dataframe(df, &Format::UnifiedText, None).await?;
 
         let stored_stmt = Arc::new(StoredStatement::new(
             cursor_name.clone(),
-            (for_query, None),
+            (for_query, statement),
             vec![],
         ));
 
