@@ -62,6 +62,16 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
             node.map_expressions(|e| {
                 let saved = preserver.save(&e);
                 let t = e.transform_up(|e| {
+                    // -x is 0 - x: -(-9223372036854775808) is out of range.
+                    if let Expr::Negative(inner) = &e
+                        && let Ok(t) = inner.get_type(&schema)
+                        && is_integer(&t)
+                    {
+                        let zero = datafusion::scalar::ScalarValue::new_zero(&t)?;
+                        return Ok(Transformed::yes(
+                            sub.call(vec![Expr::Literal(zero, None), inner.as_ref().clone()]),
+                        ));
+                    }
                     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else {
                         return Ok(Transformed::no(e));
                     };
