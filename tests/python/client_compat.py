@@ -1,10 +1,13 @@
 """The same client calls against streamlake and the PostgreSQL oracle, with
 the same schema and rows: psycopg 3 (text and binary results, TypeInfo,
-session TimeZone, repeated parameters, a named cursor, binary COPY) and SQLAlchemy's inspector. Every
-answer must be equal. Usage: client_compat.py STREAMLAKE_DSN POSTGRES_DSN"""
+session TimeZone, repeated parameters, a named cursor, binary COPY),
+psycopg 2 (results, type codes, a named cursor), SQLAlchemy's inspector and
+pandas (read_sql_table, read_sql_query). Every answer must be equal. Usage: client_compat.py STREAMLAKE_DSN POSTGRES_DSN"""
 import sys
 
+import pandas as pd
 import psycopg
+import psycopg2
 import sqlalchemy as sa
 from psycopg.types import TypeInfo
 
@@ -76,6 +79,34 @@ def answers(dsn):
     ]
     out["sqlalchemy pk"] = insp.get_pk_constraint("readings")
     out["sqlalchemy has_table"] = (insp.has_table("readings"), insp.has_table("nope"))
+    # pandas over SQLAlchemy: whole-table reflection and a query, with the
+    # dtypes pandas infers from the types the server reports.
+    engine = sa.create_engine(url)
+    frame = pd.read_sql_table("readings", engine).sort_values("id")
+    out["pandas read_sql_table"] = (
+        [str(t) for t in frame.dtypes],
+        frame.astype(object).where(frame.notna(), None).values.tolist(),
+    )
+    frame = pd.read_sql_query(
+        "SELECT label, count(*) AS n, sum(price) AS total FROM readings GROUP BY label ORDER BY label",
+        engine,
+    )
+    out["pandas read_sql_query"] = (
+        [str(t) for t in frame.dtypes],
+        frame.astype(object).where(frame.notna(), None).values.tolist(),
+    )
+    # psycopg 2: the simple protocol, its type codes, a named cursor.
+    with psycopg2.connect(dsn) as conn2:
+        cur = conn2.cursor()
+        cur.execute("SET TIME ZONE 'UTC'")
+        cur.execute("SELECT id, at, value, price, ratio, label FROM readings ORDER BY id")
+        out["psycopg2 rows"] = cur.fetchall()
+        out["psycopg2 type codes"] = [d.type_code for d in cur.description]
+        named = conn2.cursor(name="p2")
+        named.itersize = 2
+        named.execute("SELECT id, label FROM readings ORDER BY id")
+        out["psycopg2 named cursor"] = list(named)
+        named.close()
     return out
 
 
