@@ -472,3 +472,47 @@ async fn node_postgres_answers_match_postgres() {
         server.log()
     );
 }
+
+/// Grafana's PostgreSQL data source (its table and column lists, a time
+/// series with its macros expanded) and DBeaver's navigator queries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_and_dbeaver_queries_match_postgres() {
+    let p = Pair::new(SETUP).await;
+    for sql in [
+        // Grafana: the tables on the search path.
+        "SELECT quote_ident(table_name) AS table_name FROM information_schema.tables \
+         WHERE quote_ident(table_schema) NOT IN ('information_schema', 'pg_catalog', \
+         '_timescaledb_cache', '_timescaledb_catalog', '_timescaledb_internal', \
+         '_timescaledb_config', 'timescaledb_information', 'timescaledb_experimental') \
+         AND table_type = 'BASE TABLE' AND quote_ident(table_schema) IN \
+         (SELECT CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END FROM \
+         generate_series(array_lower(string_to_array(current_setting('search_path'),','),1), \
+         array_upper(string_to_array(current_setting('search_path'),','),1)) as i, \
+         string_to_array(current_setting('search_path'),',') s) ORDER BY table_name",
+        // Grafana: a table's columns.
+        "SELECT quote_ident(column_name) AS column_name, data_type FROM information_schema.columns \
+         WHERE quote_ident(table_name) = 'events' ORDER BY column_name",
+        // Grafana: $__timeGroupAlias and $__timeFilter expanded.
+        "SELECT date_trunc('minute', at) AS \"time\", count(*) AS value FROM events \
+         WHERE at BETWEEN '2024-01-01T00:00:00Z' AND '2024-12-31T00:00:00Z' GROUP BY 1 ORDER BY 1",
+        // DBeaver: schemas, relations, columns, indexes, constraints.
+        "SELECT n.nspname FROM pg_catalog.pg_namespace n \
+         LEFT OUTER JOIN pg_catalog.pg_description d ON d.objoid = n.oid AND d.objsubid = 0 \
+         WHERE n.nspname = 'public'",
+        "SELECT c.relname, c.relkind FROM pg_catalog.pg_class c \
+         WHERE c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'public') \
+         AND c.relkind NOT IN ('i', 'I', 'c') ORDER BY c.relname",
+        "SELECT c.relname, a.attname, a.attnum, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+         pg_catalog.pg_get_expr(ad.adbin, ad.adrelid, true) AS def_value \
+         FROM pg_catalog.pg_attribute a INNER JOIN pg_catalog.pg_class c ON a.attrelid = c.oid \
+         LEFT OUTER JOIN pg_catalog.pg_attrdef ad ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum \
+         WHERE NOT a.attisdropped AND c.oid = 'pairs'::regclass AND a.attnum > 0 ORDER BY a.attnum",
+        "SELECT i.indisunique, i.indisprimary, pg_catalog.pg_get_indexdef(i.indexrelid) \
+         FROM pg_catalog.pg_index i WHERE i.indrelid = 'pairs'::regclass",
+        "SELECT conname, contype, pg_catalog.pg_get_constraintdef(c.oid, true) \
+         FROM pg_catalog.pg_constraint c WHERE c.conrelid = 'pairs'::regclass ORDER BY conname",
+        "SELECT user = current_user, array_lower(ARRAY[4, 5], 1), array_upper(ARRAY[4, 5], 1)",
+    ] {
+        p.same(sql, false).await;
+    }
+}

@@ -55,10 +55,16 @@ impl ScalarUDFImpl for PgGetExprUDF {
         let expr = &args[0];
         let _oid = &args[1];
 
-        // For now, always return true (full access for current user)
+        // streamlake patch: strict, as PostgreSQL's: NULL in, NULL out
+        // (DBeaver and psql read a column default's absence as NULL).
+        // streamlake stores no expressions, so any other input shows as ''.
         let mut builder = StringBuilder::new();
-        for _ in 0..expr.len() {
-            builder.append_value("");
+        for i in 0..expr.len() {
+            if expr.is_null(i) {
+                builder.append_null();
+            } else {
+                builder.append_value("");
+            }
         }
 
         let array: ArrayRef = Arc::new(builder.finish());

@@ -21,6 +21,8 @@ use super::rules::ResolveUnqualifiedIdentifer;
 use super::rules::RewriteArrayAnyAllOperation;
 use super::rules::RewriteExistsInProjection;
 use super::rules::RewriteGenerateSubscripts;
+use super::rules::ArrayBounds;
+use super::rules::FunctionsInFrom;
 use super::rules::RewriteRegclassCastToSubquery;
 use super::rules::SqlStatementRewriteRule;
 use super::streamlake_rules::{AliasRepeatedOutputNames, RewriteRegCasts};
@@ -169,16 +171,8 @@ const BLACKLIST_SQL_MAPPING: &[(&str, &str)] = &[
  WHERE false"
     ),
 
-    // grafana array index magic
-    (r#"SELECT
-            CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
-        FROM
-            generate_series(
-                array_lower(string_to_array(current_setting('search_path'),','),1),
-                array_upper(string_to_array(current_setting('search_path'),','),1)
-            ) as i,
-            string_to_array(current_setting('search_path'),',') s"#,
-"''")
+    // streamlake patch: Grafana's search-path subquery is no longer
+    // blanked out: FunctionsInFrom, ArrayBounds and `user` answer it.
 ];
 
 /// A parser with Postgres Compatibility for Datafusion
@@ -239,6 +233,9 @@ impl PostgresCompatibilityParser {
                 // streamlake patch: after RemoveQualifier, which strips
                 // `pg_catalog.` from the function name.
                 Arc::new(RewriteGenerateSubscripts),
+                // streamlake patch: after RemoveQualifier too.
+                Arc::new(FunctionsInFrom),
+                Arc::new(ArrayBounds),
                 // streamlake patch: literal regclass/regtype casts, to_regclass,
                 // to_regtype and x::regtype::text, before the rules below strip
                 // the casts.

@@ -878,6 +878,8 @@ pub struct CurrentUserVariableToSessionUserFunctionCall;
 /// `Function` nodes produced by sqlparser that need renaming.
 const BUILTIN_FUNCTION_RENAME: &[(&str, &str)] = &[
     ("current_user", "session_user"),
+    // streamlake patch: PostgreSQL's `user` is current_user.
+    ("user", "session_user"),
     ("current_catalog", "current_database"),
 ];
 
@@ -890,7 +892,12 @@ const PARENTHESIS_LESS_KEYWORDS: &[&str] =
 
 /// `(identifier, target function name)` for bare identifiers that must be
 /// wrapped into a zero-argument function call.
-const BARE_IDENTIFIER_TO_FUNCTION: &[(&str, &str)] = &[("current_schema", "current_schema")];
+// streamlake patch: `user` is PostgreSQL's current_user (a reserved word, so
+// never a column name unquoted).
+const BARE_IDENTIFIER_TO_FUNCTION: &[(&str, &str)] = &[
+    ("current_schema", "current_schema"),
+    ("user", "session_user"),
+];
 
 fn empty_function_call(name: &str) -> Expr {
     Expr::Function(Function {
@@ -1728,5 +1735,130 @@ mod tests {
         assert_rewrite!(&rules, "SELECT version() as foo", "SELECT version() AS foo");
         assert_rewrite!(&rules, "SELECT version(foo)", "SELECT version(foo)");
         assert_rewrite!(&rules, "SELECT foo.version()", "SELECT foo.version()");
+    }
+}
+
+/// streamlake patch: functions in FROM as PostgreSQL reads them
+///
+/// In PostgreSQL `FROM generate_series(1, 3) AS i` names the function's
+/// column `i` too, and any scalar function may stand in FROM as a one-row
+/// table (`FROM string_to_array(x, ',') s`); Grafana's table list uses both.
+/// DataFusion names generate_series' column `value` and knows only table
+/// functions there. So a set-returning function with a bare alias gets its
+/// column named after the alias, and any other function in FROM becomes
+/// `(SELECT f(…) AS a) AS a`.
+#[derive(Debug)]
+pub struct FunctionsInFrom;
+
+struct FunctionsInFromVisitor;
+
+/// DataFusion's table functions here (streamlake registers TUMBLE and HOP,
+/// which have several columns and are left alone).
+const SINGLE_COLUMN_TABLE_FUNCTIONS: &[&str] = &["generate_series", "range"];
+const TABLE_FUNCTIONS: &[&str] = &["tumble", "hop", "session", "unnest"];
+
+impl VisitorMut for FunctionsInFromVisitor {
+    type Break = ();
+
+    fn pre_visit_table_factor(
+        &mut self,
+        factor: &mut TableFactor,
+    ) -> ControlFlow<Self::Break> {
+        use datafusion::sql::sqlparser::ast::TableAliasColumnDef;
+        let TableFactor::Table {
+            name, alias, args, ..
+        } = factor
+        else {
+            return ControlFlow::Continue(());
+        };
+        let (Some(call_args), Some(alias_def)) = (args.as_ref(), alias.as_mut()) else {
+            return ControlFlow::Continue(());
+        };
+        let fname = name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(|i| i.value.to_lowercase())
+            .unwrap_or_default();
+        if SINGLE_COLUMN_TABLE_FUNCTIONS.contains(&fname.as_str()) {
+            if alias_def.columns.is_empty() {
+                alias_def
+                    .columns
+                    .push(TableAliasColumnDef::from_name(alias_def.name.value.clone()));
+            }
+            return ControlFlow::Continue(());
+        }
+        if TABLE_FUNCTIONS.contains(&fname.as_str()) || !alias_def.columns.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        let arg_list: Vec<String> = call_args.args.iter().map(|a| a.to_string()).collect();
+        let sql = format!(
+            "SELECT * FROM (SELECT {name}({}) AS {a}) AS {a}",
+            arg_list.join(", "),
+            a = alias_def.name
+        );
+        if let Ok(Statement::Query(q)) = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&sql)
+            .and_then(|mut p| p.parse_statement())
+            && let Some(select) = q.body.as_select()
+            && let Some(from) = select.from.first()
+        {
+            *factor = from.relation.clone();
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl SqlStatementRewriteRule for FunctionsInFrom {
+    fn rewrite(&self, mut s: Statement) -> Statement {
+        let mut visitor = FunctionsInFromVisitor;
+        let _ = s.visit(&mut visitor);
+        s
+    }
+}
+
+/// streamlake patch: `array_lower(a, d)` and `array_upper(a, d)`, which
+/// DataFusion lacks: arrays here start at 1, so the upper bound is
+/// `array_length` and the lower one is 1 for a non-empty array (NULL
+/// otherwise), as in PostgreSQL.
+#[derive(Debug)]
+pub struct ArrayBounds;
+
+struct ArrayBoundsVisitor;
+
+impl VisitorMut for ArrayBoundsVisitor {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        if let Expr::Function(f) = expr
+            && f.over.is_none()
+            && let Some(ObjectNamePart::Identifier(name)) = f.name.0.last()
+            && let FunctionArguments::List(list) = &f.args
+            && let [FunctionArg::Unnamed(FunctionArgExpr::Expr(a)), FunctionArg::Unnamed(FunctionArgExpr::Expr(d))] =
+                list.args.as_slice()
+        {
+            let sql = match name.value.to_lowercase().as_str() {
+                "array_upper" => format!("CAST(array_length({a}, {d}) AS BIGINT)"),
+                "array_lower" => {
+                    format!("CASE WHEN array_length({a}, {d}) > 0 THEN CAST(1 AS BIGINT) END")
+                }
+                _ => return ControlFlow::Continue(()),
+            };
+            if let Ok(rewritten) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&sql)
+                .and_then(|mut p| p.parse_expr())
+            {
+                *expr = rewritten;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl SqlStatementRewriteRule for ArrayBounds {
+    fn rewrite(&self, mut s: Statement) -> Statement {
+        let mut visitor = ArrayBoundsVisitor;
+        let _ = s.visit(&mut visitor);
+        s
     }
 }
