@@ -188,8 +188,7 @@ impl ScalarUDFImpl for Checked {
             return Err(DataFusionError::Internal("two arguments expected".into()));
         };
         let ty = l.data_type();
-        let scalar = matches!((l, r), (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_)));
-        let rows = if scalar { 1 } else { args.number_rows };
+        let (scalar, rows) = super::columnar::rows(&args);
         let (la, ra) = (l.to_array(rows)?, r.to_array(rows)?);
         let out = match self.op {
             Operator::Plus => numeric::add(&la, &ra),
@@ -208,12 +207,7 @@ impl ScalarUDFImpl for Checked {
             }
             other => DataFusionError::from(other),
         })?;
-        if scalar {
-            return Ok(ColumnarValue::Scalar(
-                datafusion::scalar::ScalarValue::try_from_array(&out, 0)?,
-            ));
-        }
-        Ok(ColumnarValue::Array(out))
+        super::columnar::output(out, scalar)
     }
 }
 
@@ -275,8 +269,7 @@ impl ScalarUDFImpl for NumericDiv {
                 "numeric_div returns a decimal".into(),
             ));
         };
-        let scalar = matches!((l, r), (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_)));
-        let rows = if scalar { 1 } else { args.number_rows };
+        let (scalar, rows) = super::columnar::rows(&args);
         let (la, ra) = (l.to_array(rows)?, r.to_array(rows)?);
         let (la, ra) = (
             la.as_primitive::<Decimal128Type>(),
@@ -309,11 +302,6 @@ impl ScalarUDFImpl for NumericDiv {
         }
         let out: datafusion::arrow::array::ArrayRef =
             Arc::new(out.finish().with_precision_and_scale(38, out_scale)?);
-        if scalar {
-            return Ok(ColumnarValue::Scalar(
-                datafusion::scalar::ScalarValue::try_from_array(&out, 0)?,
-            ));
-        }
-        Ok(ColumnarValue::Array(out))
+        super::columnar::output(out, scalar)
     }
 }

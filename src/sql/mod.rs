@@ -3,6 +3,7 @@
 
 pub mod aggregate_filter;
 pub mod checked_arithmetic;
+pub mod columnar;
 pub mod copy_format;
 pub mod ddl;
 pub mod int_literals;

@@ -227,11 +227,7 @@ impl ScalarUDFImpl for PgToChar {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let rows = if scalar { 1 } else { args.number_rows };
+        let (scalar, rows) = super::columnar::rows(&args);
         let values = args.args[0].to_array(rows)?;
         let values = cast(&values, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
         let values = values.as_primitive::<TimestampMicrosecondType>();
@@ -269,11 +265,7 @@ impl ScalarUDFImpl for PgToChar {
             format(&fields, &t.naive_utc(), &mut buf);
             out.append_value(&buf);
         }
-        let out: ArrayRef = Arc::new(out.finish());
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
-        }
-        Ok(ColumnarValue::Array(out))
+        super::columnar::output(Arc::new(out.finish()) as ArrayRef, scalar)
     }
 }
 

@@ -9,27 +9,7 @@
 use tokio_postgres::Client;
 
 use crate::oracle::Postgres;
-use crate::support::Server;
-
-/// xorshift64*: small, seeded, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len() as u64) as usize]
-    }
-}
+use crate::support::{Rng, Server};
 
 const TABLE: &str = "CREATE TABLE bids (id BIGINT PRIMARY KEY, auction BIGINT, bidder INT, \
      price BIGINT, qty INT, rate DOUBLE PRECISION, dec NUMERIC(20,4), channel TEXT)";

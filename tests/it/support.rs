@@ -260,3 +260,23 @@ pub async fn sqlstate(client: &Client, sql: &str) -> String {
             .unwrap_or_else(|| panic!("{sql}: not a db error: {e}")),
     }
 }
+
+/// xorshift64*: small, seeded, reproducible (the differential suites).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+}

@@ -8,23 +8,7 @@
 use tokio_postgres::Client;
 
 use crate::oracle::{Postgres, normalize};
-use crate::support::{Server, rows};
-
-/// xorshift64*: small, seeded, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::support::{Rng, Server, rows};
 
 const VIEWS: &[(&str, &str)] = &[
     (
