@@ -32,7 +32,7 @@ use datafusion::common::{Result as DFResult, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 use datafusion::prelude::SessionContext;
 
@@ -151,6 +151,30 @@ impl AggregateUDFImpl for PgAggregate {
             arg,
             state,
             distinct: args.is_distinct.then(HashSet::new),
+        }))
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        !args.is_distinct
+    }
+
+    /// Many groups at once (GROUP BY in batch queries): one state per
+    /// group in a vector, no boxed accumulator per group.
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> DFResult<Box<dyn GroupsAccumulator>> {
+        let arg = args.expr_fields[0].data_type().clone();
+        let input = NumericInput::of(&arg).ok_or_else(|| {
+            datafusion::error::DataFusionError::Plan(format!("{}({arg}) is not numeric", self.name))
+        })?;
+        Ok(Box::new(PgGroups {
+            agg: NumericAgg {
+                func: self.func,
+                input,
+                output: args.return_type().clone(),
+            },
+            states: Vec::new(),
         }))
     }
 
@@ -291,5 +315,113 @@ impl Accumulator for PgAccumulator {
                 _ => 0,
             }
             + self.distinct.as_ref().map_or(0, |s| s.len() * 48)
+    }
+}
+
+/// The states of every group of a batch aggregation.
+struct PgGroups {
+    agg: NumericAgg,
+    states: Vec<NumState>,
+}
+
+impl PgGroups {
+    fn grow(&mut self, total: usize) {
+        while self.states.len() < total {
+            self.states.push(self.agg.new_state());
+        }
+    }
+}
+
+impl GroupsAccumulator for PgGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&datafusion::arrow::array::BooleanArray>,
+        total_num_groups: usize,
+    ) -> DFResult<()> {
+        self.grow(total_num_groups);
+        let keep = |i: usize| opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i));
+        let values = &values[0];
+        match self.agg.input {
+            NumericInput::Float => {
+                let a = cast(values, &DataType::Float64)?;
+                let a = a.as_primitive::<Float64Type>();
+                for (i, &g) in group_indices.iter().enumerate() {
+                    if a.is_valid(i) && keep(i) {
+                        NumericAgg::add_float(&mut self.states[g], a.value(i), 1);
+                    }
+                }
+            }
+            NumericInput::Decimal { .. } => {
+                let a = values.as_primitive::<Decimal128Type>();
+                for (i, &g) in group_indices.iter().enumerate() {
+                    if a.is_valid(i) && keep(i) {
+                        NumericAgg::add_int(&mut self.states[g], a.value(i), 1);
+                    }
+                }
+            }
+            NumericInput::Int => {
+                let a = cast(values, &DataType::Int64)?;
+                let a = a.as_primitive::<Int64Type>();
+                for (i, &g) in group_indices.iter().enumerate() {
+                    if a.is_valid(i) && keep(i) {
+                        NumericAgg::add_int(&mut self.states[g], a.value(i) as i128, 1);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> DFResult<ArrayRef> {
+        let states = emit_to.take_needed(&mut self.states);
+        let values = states
+            .iter()
+            .map(|st| self.agg.finish(st))
+            .collect::<crate::Result<Vec<ScalarValue>>>()?;
+        if values.is_empty() {
+            return Ok(datafusion::arrow::array::new_empty_array(&self.agg.output));
+        }
+        ScalarValue::iter_to_array(values)
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> DFResult<Vec<ArrayRef>> {
+        let states = emit_to.take_needed(&mut self.states);
+        let bytes: Vec<Vec<u8>> = states.iter().map(NumState::to_bytes).collect();
+        Ok(vec![Arc::new(
+            datafusion::arrow::array::BinaryArray::from_iter_values(bytes.iter()),
+        )])
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&datafusion::arrow::array::BooleanArray>,
+        total_num_groups: usize,
+    ) -> DFResult<()> {
+        self.grow(total_num_groups);
+        let partials = values[0].as_binary::<i32>();
+        for (i, &g) in group_indices.iter().enumerate() {
+            if partials.is_valid(i) && opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i)) {
+                let other = NumState::from_bytes(partials.value(i))?;
+                self.states[g].merge(&other)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> usize {
+        self.states.capacity() * std::mem::size_of::<NumState>()
+            + self
+                .states
+                .iter()
+                .map(|s| match s {
+                    NumState::Float { .. } => 344,
+                    NumState::FloatMoments(_) => 688,
+                    _ => 0,
+                })
+                .sum::<usize>()
     }
 }
