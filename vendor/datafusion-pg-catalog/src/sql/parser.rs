@@ -22,6 +22,7 @@ use super::rules::RewriteArrayAnyAllOperation;
 use super::rules::RewriteExistsInProjection;
 use super::rules::RewriteGenerateSubscripts;
 use super::rules::ArrayBounds;
+use super::rules::ExtractIsNumeric;
 use super::rules::FunctionsInFrom;
 use super::rules::RewriteRegclassCastToSubquery;
 use super::rules::SqlStatementRewriteRule;
@@ -236,6 +237,7 @@ impl PostgresCompatibilityParser {
                 // streamlake patch: after RemoveQualifier too.
                 Arc::new(FunctionsInFrom),
                 Arc::new(ArrayBounds),
+                Arc::new(ExtractIsNumeric),
                 // streamlake patch: literal regclass/regtype casts, to_regclass,
                 // to_regtype and x::regtype::text, before the rules below strip
                 // the casts.

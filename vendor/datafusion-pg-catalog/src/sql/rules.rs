@@ -1862,3 +1862,37 @@ impl SqlStatementRewriteRule for ArrayBounds {
         s
     }
 }
+
+/// streamlake patch: `extract(field FROM t)` is numeric in PostgreSQL;
+/// DataFusion plans it as date_part (an integer, or a double for seconds and
+/// epochs). It becomes `CAST(CAST(extract(…) AS NUMERIC(38, 6)) AS NUMERIC)`:
+/// through microseconds first, where a double second is exact.
+#[derive(Debug)]
+pub struct ExtractIsNumeric;
+
+struct ExtractIsNumericVisitor;
+
+impl VisitorMut for ExtractIsNumericVisitor {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        if matches!(expr, Expr::Extract { .. }) {
+            let sql = format!("CAST(CAST({expr} AS NUMERIC(38, 6)) AS NUMERIC)");
+            if let Ok(rewritten) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&sql)
+                .and_then(|mut p| p.parse_expr())
+            {
+                *expr = rewritten;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl SqlStatementRewriteRule for ExtractIsNumeric {
+    fn rewrite(&self, mut s: Statement) -> Statement {
+        let mut visitor = ExtractIsNumericVisitor;
+        let _ = s.visit(&mut visitor);
+        s
+    }
+}
