@@ -13,8 +13,9 @@
 //! the view subscribed), then follows the inputs. A barrier arriving on one
 //! input blocks that input until the same epoch's barrier arrives on the
 //! others (alignment), so an epoch's output never mixes changes of two
-//! epochs. Reads never see the live multiset, only the last published
-//! snapshot: a read is always exactly the view as of one epoch.
+//! epochs. Reads never see the live multiset, only published snapshots: a
+//! read is exactly the view as of one completed epoch, the same epoch in
+//! every view the query touches (see [`ViewContents`]).
 
 use std::any::Any;
 use std::sync::{Arc, RwLock};
@@ -33,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{Error, Result};
 use crate::storage::table::ViewCommit;
 use crate::stream::chunk::{Chunk, Op};
+use crate::stream::coordinator::EpochClock;
 use crate::stream::graph::{Node, NodeKind};
 use crate::stream::message::{Barrier, Epoch, Message};
 use crate::stream::operator::{JoinSide, Operator};
@@ -52,41 +54,93 @@ pub enum Control {
     Subscribe(oneshot::Sender<Subscription>),
 }
 
-/// What a view shows: its last published snapshot, or why it stopped.
+/// What a view shows: its published snapshots, or why it stopped.
+///
+/// Reads are consistent across views: each read names the epoch it reads
+/// (the newest epoch completed when its query started, from the
+/// [`EpochClock`]), and every view answers with its snapshot as of that
+/// epoch. So a view keeps, besides its newest snapshot, the older ones a
+/// read may still ask for: every snapshot newer than the clock's oldest
+/// readable epoch, and the newest one at or before it. Snapshots share
+/// their Arrow buffers, so an unchanged file costs nothing to keep.
 #[derive(Debug)]
 pub struct ViewContents {
     pub schema: SchemaRef,
+    clock: Arc<EpochClock>,
     published: RwLock<Published>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Published {
-    epoch: Epoch,
-    /// The contents, file by file as in the view's Iceberg table: each
-    /// file's rows and, once some were deleted, which are still live.
-    files: Vec<(RecordBatch, Option<BooleanArray>)>,
-    /// The view's query fails over its inputs' current rows (SQLSTATE,
-    /// message): reads report it until the offending rows change.
-    data_error: Option<(&'static str, String)>,
+    /// (epoch, contents as of it), oldest first; never empty.
+    versions: std::collections::VecDeque<(Epoch, Arc<Snapshot>)>,
     failed: Option<String>,
 }
 
+/// The view as of one epoch.
+#[derive(Debug, Clone, Default)]
+struct Snapshot {
+    /// The contents, file by file as in the view's Iceberg table: each
+    /// file's rows and, once some were deleted, which are still live.
+    files: Vec<(RecordBatch, Option<BooleanArray>)>,
+    /// The view's query fails over its inputs' rows as of this epoch
+    /// (SQLSTATE, message): reads report it until the offending rows change.
+    data_error: Option<(&'static str, String)>,
+}
+
+impl Published {
+    fn latest(&self) -> &Arc<Snapshot> {
+        &self.versions.back().expect("never empty").1
+    }
+
+    /// The snapshot a read of `epoch` sees: the newest at or before it, or
+    /// the oldest kept if the view is younger than the epoch.
+    fn as_of(&self, epoch: Epoch) -> &Arc<Snapshot> {
+        &self
+            .versions
+            .iter()
+            .rev()
+            .find(|(e, _)| *e <= epoch)
+            .unwrap_or_else(|| self.versions.front().expect("never empty"))
+            .1
+    }
+
+    /// Adds the snapshot of `epoch` and forgets the ones no read can ask for
+    /// any more.
+    fn push(&mut self, epoch: Epoch, snapshot: Arc<Snapshot>, oldest_readable: Epoch) {
+        self.versions.push_back((epoch, snapshot));
+        while self.versions.len() > 1 && self.versions[1].0 <= oldest_readable {
+            self.versions.pop_front();
+        }
+    }
+}
+
 impl ViewContents {
-    pub fn new(schema: SchemaRef) -> Arc<ViewContents> {
+    pub fn new(schema: SchemaRef, clock: Arc<EpochClock>) -> Arc<ViewContents> {
         Arc::new(ViewContents {
             schema,
+            clock,
             published: RwLock::new(Published {
-                epoch: 0,
-                files: Vec::new(),
-                data_error: None,
+                versions: [(0, Arc::new(Snapshot::default()))].into(),
                 failed: None,
             }),
         })
     }
 
-    /// The epoch of the published snapshot.
+    /// The epoch of the newest published snapshot.
     pub fn epoch(&self) -> Epoch {
-        self.published.read().expect("view lock").epoch
+        self.published
+            .read()
+            .expect("view lock")
+            .versions
+            .back()
+            .expect("never empty")
+            .0
+    }
+
+    /// How many snapshots the view keeps for reads (tests, metrics).
+    pub fn versions(&self) -> usize {
+        self.published.read().expect("view lock").versions.len()
     }
 
     /// Publishes an epoch: its delta as written to `files` (path, rows),
@@ -97,10 +151,14 @@ impl ViewContents {
         delta: Option<(&Delta, &[(String, u64)])>,
         data_error: Option<(&'static str, String)>,
     ) -> Result<()> {
+        let oldest_readable = self.clock.oldest_readable();
         let Some((delta, written)) = delta else {
             let mut p = self.published.write().expect("view lock");
-            p.epoch = epoch;
-            p.data_error = data_error;
+            let snapshot = Arc::new(Snapshot {
+                files: p.latest().files.clone(),
+                data_error,
+            });
+            p.push(epoch, snapshot, oldest_readable);
             return Ok(());
         };
         // One slice per written file, so indexes match the table's files.
@@ -116,9 +174,17 @@ impl ViewContents {
                 .collect()
         };
         // Build the new file list outside the write lock; reads go on.
+        // Only this view's task publishes, so the latest cannot change
+        // meanwhile.
         let mut files = match delta {
             Delta::Replace(_) => Vec::new(),
-            Delta::Change { .. } => self.published.read().expect("view lock").files.clone(),
+            Delta::Change { .. } => self
+                .published
+                .read()
+                .expect("view lock")
+                .latest()
+                .files
+                .clone(),
         };
         match delta {
             Delta::Replace(batch) => files = slices(batch),
@@ -148,10 +214,11 @@ impl ViewContents {
                 }
             }
         }
-        let mut p = self.published.write().expect("view lock");
-        p.epoch = epoch;
-        p.files = files;
-        p.data_error = data_error;
+        let snapshot = Arc::new(Snapshot { files, data_error });
+        self.published
+            .write()
+            .expect("view lock")
+            .push(epoch, snapshot, oldest_readable);
         Ok(())
     }
 
@@ -164,25 +231,30 @@ impl ViewContents {
         self.published.read().expect("view lock").failed.clone()
     }
 
-    /// The published rows; the error its query raises over the current
-    /// rows; or the error that stopped the view.
-    pub fn read(&self, view: &str) -> Result<Vec<RecordBatch>> {
-        let p = self.published.read().expect("view lock");
-        if let Some(why) = &p.failed {
-            return Err(Error::ViewError {
-                view: view.to_string(),
-                sqlstate: "XX000",
-                message: format!("the view stopped and is being rebuilt: {why}"),
-            });
-        }
-        if let Some((sqlstate, message)) = &p.data_error {
+    /// The rows as of `epoch` (see [`EpochClock::as_of`]); the error its
+    /// query raises over the rows of that epoch; or the error that stopped
+    /// the view.
+    pub fn read(&self, view: &str, epoch: Epoch) -> Result<Vec<RecordBatch>> {
+        let snapshot = {
+            let p = self.published.read().expect("view lock");
+            if let Some(why) = &p.failed {
+                return Err(Error::ViewError {
+                    view: view.to_string(),
+                    sqlstate: "XX000",
+                    message: format!("the view stopped and is being rebuilt: {why}"),
+                });
+            }
+            p.as_of(epoch).clone()
+        };
+        if let Some((sqlstate, message)) = &snapshot.data_error {
             return Err(Error::ViewError {
                 view: view.to_string(),
                 sqlstate,
                 message: message.clone(),
             });
         }
-        p.files
+        snapshot
+            .files
             .iter()
             .map(|(batch, live)| match live {
                 None => Ok(batch.clone()),
@@ -191,6 +263,11 @@ impl ViewContents {
                 )?),
             })
             .collect()
+    }
+
+    /// The epoch a query started at `start` reads.
+    pub fn read_epoch(&self, start: Option<chrono::DateTime<chrono::Utc>>) -> Epoch {
+        self.clock.as_of(start)
     }
 }
 
@@ -521,6 +598,9 @@ impl ViewTask {
     ) -> Result<()> {
         match msg {
             Message::Chunk(c) => self.input(i, vec![c]).await,
+            // Nothing produces watermarks yet; event-time operators will
+            // consume them.
+            Message::Watermark(_) => Ok(()),
             Message::Barrier(b) if b.epoch <= self.start_epoch => Ok(()),
             Message::Barrier(b) => {
                 held[i] = Some(b);
@@ -712,9 +792,14 @@ impl TableProvider for ViewTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        // Every view a query touches answers as of the same epoch: the
+        // newest completed when the query started.
+        let epoch = self
+            .contents
+            .read_epoch(state.execution_props().query_execution_start_time);
         let batches = self
             .contents
-            .read(&self.name)
+            .read(&self.name, epoch)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let mem = MemTable::try_new(self.contents.schema.clone(), vec![batches])?;
         mem.scan(state, projection, filters, limit).await

@@ -111,3 +111,67 @@ async fn copy_in_with_tokio_postgres_then_more_statements() {
         vec![vec!["200000"]]
     );
 }
+
+/// One SELECT over two views of the same table sees both as of one epoch,
+/// while a writer inserts and FLUSH ends epochs as fast as it can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_sees_every_view_at_one_epoch() {
+    let server = Server::start();
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE ticks (x BIGINT);
+         CREATE MATERIALIZED VIEW tick_count AS SELECT count(*) AS n FROM ticks;
+         CREATE MATERIALIZED VIEW tick_sum AS SELECT sum(x) AS s, count(*) AS n FROM ticks",
+    )
+    .await
+    .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let client = server.client().await;
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                client
+                    .batch_execute("INSERT INTO ticks VALUES (1)")
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let flusher = {
+        let client = server.client().await;
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                client.batch_execute("FLUSH").await.unwrap();
+            }
+        })
+    };
+    // Thousands of reads, within a bounded time on a busy machine.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
+    let mut reads = 0;
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(90), async {
+        let mut seen = std::collections::BTreeSet::new();
+        while reads < 3000 && std::time::Instant::now() < deadline {
+            reads += 1;
+            let r = rows(
+                &c,
+                "SELECT a.n, b.n, coalesce(b.s, 0) FROM tick_count a, tick_sum b",
+            )
+            .await;
+            assert_eq!(r.len(), 1, "{r:?}");
+            assert_eq!(r[0][0], r[0][1], "two views at different epochs: {r:?}");
+            assert_eq!(r[0][1], r[0][2], "{r:?}");
+            seen.insert(r[0][0].parse::<u64>().unwrap());
+        }
+        seen
+    })
+    .await
+    .expect("reads did not finish in time");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.await.unwrap();
+    flusher.await.unwrap();
+    assert!(reads >= 300, "only {reads} reads");
+    // The views moved while they were read.
+    assert!(seen.len() > 10, "only {} distinct counts seen", seen.len());
+}
