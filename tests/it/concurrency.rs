@@ -175,3 +175,47 @@ async fn a_read_sees_every_view_at_one_epoch() {
     // The views moved while they were read.
     assert!(seen.len() > 10, "only {} distinct counts seen", seen.len());
 }
+
+/// A COPY that is still streaming holds its table's writer lock, but not
+/// the epochs: FLUSH on another session returns meanwhile, and the COPY's
+/// rows reach the view once it commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_copy_does_not_block_flush() {
+    use futures::SinkExt;
+    let server = Server::start();
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE slow (id BIGINT);
+         CREATE MATERIALIZED VIEW slow_count AS SELECT count(*) AS n FROM slow;
+         CREATE TABLE other (id BIGINT);
+         CREATE MATERIALIZED VIEW other_count AS SELECT count(*) AS n FROM other",
+    )
+    .await
+    .unwrap();
+    let sink = c.copy_in("COPY slow FROM STDIN").await.unwrap();
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from("1\n2\n")).await.unwrap();
+    let other = server.client().await;
+    let flushed = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        other.batch_execute("INSERT INTO other VALUES (1); FLUSH"),
+    )
+    .await
+    .expect("FLUSH waited for another session's COPY");
+    flushed.unwrap();
+    assert_eq!(
+        rows(&other, "SELECT n FROM other_count").await,
+        vec![vec!["1"]]
+    );
+    assert_eq!(
+        rows(&other, "SELECT n FROM slow_count").await,
+        vec![vec!["0"]]
+    );
+    sink.send(bytes::Bytes::from("3\n")).await.unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 3);
+    other.batch_execute("FLUSH").await.unwrap();
+    assert_eq!(
+        rows(&other, "SELECT n FROM slow_count").await,
+        vec![vec!["3"]]
+    );
+}
