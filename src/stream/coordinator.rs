@@ -42,9 +42,13 @@ pub const EPOCH_BLOCK: u64 = 1024;
 /// Name of the durable counter in the catalog database.
 const EPOCH_COUNTER: &str = "epoch";
 /// How long completed epochs stay readable after a newer one completes:
-/// a query planned within this time of its start reads one epoch in every
+/// a query planned within this time of its start (and before
+/// [`READ_RETENTION_EPOCHS`] more epochs complete) reads one epoch in every
 /// view it touches.
 pub const READ_RETENTION: Duration = Duration::from_secs(10);
+/// At most this many completed epochs stay readable, however fast epochs
+/// end (a loop of FLUSH): it bounds the snapshots each view keeps.
+pub const READ_RETENTION_EPOCHS: usize = 1000;
 
 /// Owns the epoch counter and the sources barriers are injected into.
 pub struct BarrierCoordinator {
@@ -201,7 +205,7 @@ impl EpochClock {
         let horizon = now - READ_RETENTION;
         // Keep the newest completion at or before the horizon: a query
         // started then reads it.
-        while c.len() > 1 && c[1].0 <= horizon {
+        while c.len() > 1 && (c[1].0 <= horizon || c.len() > READ_RETENTION_EPOCHS) {
             c.pop_front();
         }
     }
@@ -261,5 +265,17 @@ mod tests {
         assert_eq!(clock.as_of(None), 9);
         assert_eq!(clock.latest(), 9);
         assert_eq!(clock.oldest_readable(), 7);
+    }
+
+    #[test]
+    fn fast_epochs_keep_a_bounded_history() {
+        let clock = EpochClock::new(0);
+        for e in 1..=(READ_RETENTION_EPOCHS as u64 + 10) {
+            clock.completed(e);
+        }
+        assert_eq!(clock.completed.lock().unwrap().len(), READ_RETENTION_EPOCHS);
+        assert_eq!(clock.oldest_readable(), 11);
+        // A query older than the history reads its oldest epoch.
+        assert_eq!(clock.as_of(Some(DateTime::<Utc>::MIN_UTC)), 11);
     }
 }

@@ -805,3 +805,43 @@ impl TableProvider for ViewTable {
         mem.scan(state, projection, filters, limit).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(n: i64) -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            files: Vec::new(),
+            data_error: (n != 0).then(|| ("22000", n.to_string())),
+        })
+    }
+
+    fn tag(s: &Arc<Snapshot>) -> String {
+        s.data_error.as_ref().map_or("0".into(), |(_, m)| m.clone())
+    }
+
+    #[test]
+    fn a_read_gets_the_newest_snapshot_at_or_before_its_epoch() {
+        let mut p = Published {
+            versions: [(0, snapshot(0))].into(),
+            failed: None,
+        };
+        p.push(3, snapshot(3), 0);
+        p.push(5, snapshot(5), 0);
+        assert_eq!(tag(p.as_of(2)), "0");
+        assert_eq!(tag(p.as_of(4)), "3");
+        assert_eq!(tag(p.as_of(5)), "5");
+        assert_eq!(tag(p.as_of(9)), "5");
+        // Once epoch 4 is the oldest a read may ask for, epoch 3's snapshot
+        // answers it and older ones go.
+        p.push(6, snapshot(6), 4);
+        assert_eq!(
+            p.versions.iter().map(|(e, _)| *e).collect::<Vec<_>>(),
+            [3, 5, 6]
+        );
+        assert_eq!(tag(p.as_of(4)), "3");
+        // A view younger than the epoch read answers with its oldest.
+        assert_eq!(tag(p.as_of(1)), "3");
+    }
+}
