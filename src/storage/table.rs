@@ -221,17 +221,30 @@ impl LakeTable {
         f(self.inner.snapshot()).await
     }
 
-    /// Every live row of the given snapshot, file by file.
-    pub async fn snapshot_batches(&self, table: &Table) -> Result<Vec<RecordBatch>> {
+    /// The data files holding the given snapshot's live rows, in table
+    /// order. Each is checked to exist, so a snapshot whose files are gone
+    /// fails here rather than part-way through a read.
+    pub async fn data_files(&self, table: &Table) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for (_, files) in commit::live_files(table).await? {
             for f in files {
-                out.extend(
-                    read_file(table.file_io(), f.data_file.file_path(), &self.inner.schema).await?,
-                );
+                let path = f.data_file.file_path().to_string();
+                if !table.file_io().exists(&path).await? {
+                    return Err(Error::Internal(format!(
+                        "data file {path} of table {} is missing",
+                        self.inner.name
+                    )));
+                }
+                out.push(path);
             }
         }
         Ok(out)
+    }
+
+    /// The rows of one data file of the given snapshot, in batches of at
+    /// most 8,192 rows.
+    pub async fn read_data_file(&self, table: &Table, path: &str) -> Result<Vec<RecordBatch>> {
+        read_file(table.file_io(), path, &self.inner.schema).await
     }
 }
 

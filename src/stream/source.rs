@@ -6,7 +6,8 @@
 //!   BarrierCoordinator ── Barrier(N) ──────┘ (after every change reported before it)
 //! ```
 //!
-//! A [`Source`] hands each subscriber its starting rows (the backfill) and
+//! A [`Source`] hands each subscriber its starting rows (the backfill, a
+//! stream read in bounded pieces — a table's, one data file at a time) and
 //! then a feed of every change after them, and places barriers into those
 //! feeds when the [`coordinator`](crate::stream::coordinator) asks. Today
 //! the only kind is [`TableSource`], the change feed of a table; Kafka,
@@ -22,6 +23,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{Mutex, mpsc};
 
 use crate::error::Result;
@@ -147,13 +149,25 @@ impl Source for TableSource {
                 (snapshot, rx)
             })
             .await;
-        let backfill = self
-            .table
-            .snapshot_batches(&snapshot)
-            .await?
-            .into_iter()
-            .map(|b| Chunk::uniform(b, Op::Insert))
-            .collect();
+        // The backfill reads one data file at a time, when the view gets
+        // to it: never the whole table in memory, and never while barriers
+        // are paused.
+        let files = self.table.data_files(&snapshot).await?;
+        let table = self.table.clone();
+        let backfill = futures::stream::iter(files)
+            .then(move |path| {
+                let (table, snapshot) = (table.clone(), snapshot.clone());
+                async move { table.read_data_file(&snapshot, &path).await }
+            })
+            .map_ok(|batches| {
+                futures::stream::iter(
+                    batches
+                        .into_iter()
+                        .map(|b| Ok(Chunk::uniform(b, Op::Insert))),
+                )
+            })
+            .try_flatten()
+            .boxed();
         Ok((backfill, rx))
     }
 

@@ -46,8 +46,11 @@ use crate::stream::ops::materialize::{Delta, MaterializeOperator, split};
 pub type Persist =
     Box<dyn FnMut(Epoch, ViewCommit) -> BoxFuture<'static, Result<Vec<(String, u64)>>> + Send>;
 
+/// The rows a subscriber starts from, read as the view applies them.
+pub type Backfill = futures::stream::BoxStream<'static, Result<Chunk>>;
+
 /// A subscription: the rows to start from and the changes after them.
-pub type Subscription = (Vec<Chunk>, mpsc::Receiver<Message>);
+pub type Subscription = (Backfill, mpsc::Receiver<Message>);
 
 /// Requests a running view answers between messages.
 pub enum Control {
@@ -517,14 +520,17 @@ fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
 
 impl ViewTask {
     /// Applies the backfills, then follows the inputs until they close.
-    pub async fn run(
-        mut self,
-        backfills: Vec<Vec<Chunk>>,
-        mut inputs: Vec<mpsc::Receiver<Message>>,
-    ) {
-        for (i, backfill) in backfills.into_iter().enumerate() {
-            if let Err(e) = self.input(i, backfill).await {
-                return self.stop(e, inputs).await;
+    pub async fn run(mut self, backfills: Vec<Backfill>, mut inputs: Vec<mpsc::Receiver<Message>>) {
+        use futures::StreamExt;
+        for (i, mut backfill) in backfills.into_iter().enumerate() {
+            while let Some(chunk) = backfill.next().await {
+                let applied = match chunk {
+                    Ok(c) => self.input(i, vec![c]).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = applied {
+                    return self.stop(e, inputs).await;
+                }
             }
         }
         let n = inputs.len();
@@ -635,7 +641,7 @@ impl ViewTask {
             tokio::select! {
                 Some(Control::Subscribe(reply)) = self.control.recv() => {
                     let (_tx, rx) = mpsc::channel(1);
-                    let _ = reply.send((Vec::new(), rx));
+                    let _ = reply.send((Box::pin(futures::stream::empty()), rx));
                 }
                 (_, m) = recv_any(&mut inputs, &mut turn) => if m.is_none() { return },
             }
@@ -650,7 +656,8 @@ impl ViewTask {
                 let rows = self.materialize.live_chunk()?;
                 let (tx, rx) = mpsc::channel(16);
                 self.downstream.push(tx);
-                let _ = reply.send((rows.into_iter().collect(), rx));
+                let backfill = futures::stream::iter(rows.into_iter().map(Ok));
+                let _ = reply.send((Box::pin(backfill), rx));
                 Ok(())
             }
         }
