@@ -105,6 +105,24 @@ pub struct CommitReport {
     pub removed: Vec<RecordBatch>,
     /// Rows added, in statement order.
     pub added: Vec<RecordBatch>,
+    /// More rows added, to be read back from these committed data files
+    /// (in order, after `added`): a statement whose rows would take more
+    /// than [`report_memory_limit`] bytes keeps none of them in memory.
+    pub added_files: Vec<String>,
+    /// The committed snapshot, to read `added_files` from.
+    pub table: Option<Table>,
+    /// The table's schema (what `added_files` are read as).
+    pub schema: Option<SchemaRef>,
+}
+
+/// How many bytes of an INSERT's or COPY's rows a table keeps in memory
+/// for its observer; beyond that the observer reads the committed files
+/// back instead. 64 MiB, or `STREAMLAKE_REPORT_MEMORY_BYTES` (tests).
+pub fn report_memory_limit() -> usize {
+    std::env::var("STREAMLAKE_REPORT_MEMORY_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64 << 20)
 }
 
 /// Who hears of a table's commits. Called after each commit, under the
@@ -265,7 +283,7 @@ impl TableInner {
     /// Reports a committed statement's changes. Called under the writer
     /// lock.
     async fn report(&self, report: CommitReport) {
-        if report.added.is_empty() && report.removed.is_empty() {
+        if report.added.is_empty() && report.removed.is_empty() && report.added_files.is_empty() {
             return;
         }
         if let Some(o) = self.observer.get() {
@@ -424,6 +442,7 @@ impl TableInner {
         }
         let reporting = self.reporting();
         let mut changes = Vec::new();
+        let (limit, mut kept, mut reread) = (report_memory_limit(), 0usize, false);
         while let Some(batch) = stream.next().await {
             let batch = crate::storage::files::conform(batch?, &self.schema)?;
             self.check_not_null(&batch)?;
@@ -431,8 +450,15 @@ impl TableInner {
                 let existing = state.keys.as_ref().expect("loaded above");
                 self.check_new_keys(conv, existing, &HashSet::new(), &mut pending, &batch)?;
             }
-            if reporting && batch.num_rows() > 0 {
-                changes.push(batch.clone());
+            if reporting && !reread && batch.num_rows() > 0 {
+                kept += batch.get_array_memory_size();
+                if kept > limit {
+                    // Too big to keep: the observer reads the files back.
+                    changes.clear();
+                    reread = true;
+                } else {
+                    changes.push(batch.clone());
+                }
             }
             writer.write(batch).await?;
         }
@@ -441,6 +467,11 @@ impl TableInner {
         if added.is_empty() {
             return Ok(0);
         }
+        let added_files: Vec<String> = if reread {
+            added.iter().map(|f| f.file_path().to_string()).collect()
+        } else {
+            Vec::new()
+        };
         let change = Change {
             added,
             properties: HashMap::from([("streamlake.statement".into(), "insert".into())]),
@@ -451,8 +482,11 @@ impl TableInner {
             keys.extend(pending);
         }
         self.report(CommitReport {
-            removed: Vec::new(),
             added: changes,
+            added_files,
+            table: Some(self.snapshot()),
+            schema: Some(self.schema.clone()),
+            ..Default::default()
         })
         .await;
         // The rows are committed: a failed compaction must not report the
@@ -625,6 +659,7 @@ impl TableInner {
         self.report(CommitReport {
             removed: deleted,
             added,
+            ..Default::default()
         })
         .await;
         Ok(hits)

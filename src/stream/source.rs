@@ -112,6 +112,32 @@ impl CommitObserver for Feeds {
             )
             .collect();
         self.send(messages).await;
+        // A big statement's rows come back from its committed files, one
+        // file at a time, so it is never whole in memory.
+        let (Some(table), Some(schema)) = (&report.table, &report.schema) else {
+            return;
+        };
+        for path in &report.added_files {
+            match crate::storage::files::read_file(table.file_io(), path, schema).await {
+                Ok(batches) => {
+                    let messages = batches
+                        .into_iter()
+                        .map(|b| Message::Chunk(Chunk::uniform(b, Op::Insert)))
+                        .collect();
+                    self.send(messages).await;
+                }
+                Err(e) => {
+                    // The rows are committed but the views cannot see them:
+                    // close the feeds, so the views reading this table stop
+                    // and say so (reads and FLUSH fail) instead of drifting.
+                    tracing::error!(table = %table.identifier(), file = %path, error = %e,
+                        "could not read back committed rows; the views over the table stop");
+                    self.senders.lock().await.clear();
+                    self.count.store(0, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+            }
+        }
     }
 }
 

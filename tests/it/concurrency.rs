@@ -219,3 +219,43 @@ async fn a_slow_copy_does_not_block_flush() {
         vec![vec!["3"]]
     );
 }
+
+/// A statement too big to keep in memory feeds its views from the files it
+/// committed (here every statement is "too big": the limit is one byte).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_statements_feed_views_from_their_committed_files() {
+    use futures::SinkExt;
+    let server = Server::start_with(crate::support::ServerOptions {
+        env: vec![("STREAMLAKE_REPORT_MEMORY_BYTES".into(), "1".into())],
+        ..Default::default()
+    });
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE big (id BIGINT, g INT);
+         CREATE MATERIALIZED VIEW big_by_g AS SELECT g, count(*) AS n, sum(id) AS s FROM big GROUP BY g;
+         INSERT INTO big VALUES (1, 0), (2, 1), (3, 0);",
+    )
+    .await
+    .unwrap();
+    let sink = c.copy_in("COPY big FROM STDIN").await.unwrap();
+    futures::pin_mut!(sink);
+    let mut buf = String::new();
+    for i in 10..50_010 {
+        buf.push_str(&format!("{i}\t{}\n", i % 3));
+    }
+    sink.send(bytes::Bytes::from(buf)).await.unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 50_000);
+    c.batch_execute("UPDATE big SET g = 2 WHERE id = 1; FLUSH")
+        .await
+        .unwrap();
+    let expected = rows(
+        &c,
+        "SELECT g, count(*), sum(id) FROM big GROUP BY g ORDER BY g",
+    )
+    .await;
+    assert_eq!(expected.len(), 3);
+    assert_eq!(
+        rows(&c, "SELECT g, n, s FROM big_by_g ORDER BY g").await,
+        expected
+    );
+}
