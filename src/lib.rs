@@ -6,6 +6,8 @@
 //! - [`sql`]: the front door — DDL translation and COPY formats; queries
 //!   and DML are planned by DataFusion.
 //! - [`catalog`]: the durable list of tables (the Iceberg SQL catalog).
+//! - [`stream`]: the runtime — sources (table change feeds), the barrier
+//!   coordinator and its durable epochs, operators, materialized views.
 //! - [`storage`]: the warehouse (catalog + object storage), Parquet data
 //!   files, snapshot commits, and the table provider that reads and writes
 //!   Iceberg tables.

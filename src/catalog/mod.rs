@@ -21,6 +21,8 @@ use crate::error::{Error, Result};
 use crate::sql::ddl::TableDef;
 use crate::storage::table::LakeTable;
 use crate::storage::warehouse::Warehouse;
+use crate::stream::coordinator::BarrierCoordinator;
+use crate::stream::source::TableSource;
 use crate::stream::view::ViewTable;
 
 pub mod views;
@@ -138,10 +140,8 @@ pub struct Lake {
     /// table: not queryable, but their name stays taken (as the table does
     /// in the catalog) and DROP MATERIALIZED VIEW removes them.
     broken_views: std::sync::Mutex<HashMap<String, LakeTable>>,
-    /// The last epoch a barrier was sent for.
-    epoch: std::sync::atomic::AtomicU64,
-    /// One barrier at a time, so epochs reach every feed in order.
-    barrier: Mutex<()>,
+    /// Owns the epochs and the sources (one change feed per table).
+    coordinator: BarrierCoordinator,
     /// Views whose task stopped on an internal error or a panic report
     /// here; the rebuilder re-creates them from their inputs.
     rebuild_tx: tokio::sync::mpsc::UnboundedSender<String>,
@@ -160,6 +160,7 @@ impl Lake {
     /// Loads every table the catalog knows.
     pub async fn open(warehouse: Arc<Warehouse>) -> Result<Arc<Lake>> {
         let public = Arc::new(LakeSchema::default());
+        let coordinator = BarrierCoordinator::open(warehouse.clone()).await?;
         let idents = warehouse.list_tables("public").await?;
         let mut pending = Vec::new();
         for ident in &idents {
@@ -168,6 +169,7 @@ impl Lake {
                 pending.push((ident.name().to_string(), table));
                 continue;
             }
+            coordinator.add_source(ident.name(), Arc::new(TableSource::new(table.clone())?));
             public
                 .tables
                 .write()
@@ -188,8 +190,7 @@ impl Lake {
             views: std::sync::Mutex::new(HashMap::new()),
             pending_views: std::sync::Mutex::new(pending),
             broken_views: std::sync::Mutex::new(HashMap::new()),
-            epoch: std::sync::atomic::AtomicU64::new(0),
-            barrier: Mutex::new(()),
+            coordinator,
             rebuild_tx,
             rebuild_rx: std::sync::Mutex::new(Some(rebuild_rx)),
         }))
@@ -235,6 +236,8 @@ impl Lake {
             .create_table(&ident, def.schema, HashMap::new())
             .await?;
         let lake_table = LakeTable::new(self.warehouse.clone(), table)?;
+        self.coordinator
+            .add_source(&def.name, Arc::new(TableSource::new(lake_table.clone())?));
         self.public
             .tables
             .write()
@@ -265,6 +268,7 @@ impl Lake {
             });
         }
         self.warehouse.drop_table(&table.ident()).await?;
+        self.coordinator.remove_source(name);
         self.public
             .tables
             .write()

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 use crate::sql::view_plan;
 use crate::storage::table::LakeTable;
-use crate::stream::message::{Barrier, Epoch, EpochToken};
+use crate::stream::message::Epoch;
 use crate::stream::ops::materialize::MaterializeOperator;
 use crate::stream::view::{ViewContents, ViewTable, ViewTask};
 
@@ -128,30 +128,29 @@ impl super::Lake {
         // other, and the view would wait for it forever. Barriers of epochs
         // up to `start_epoch` can still arrive through upstream views; the
         // task drops them (their changes are all there, in later epochs).
-        let barrier_guard = self.barrier.lock().await;
-        let start_epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);
+        let paused = self.coordinator.pause().await;
+        let start_epoch = paused.epoch;
         let mut backfills = Vec::new();
         let mut feeds = Vec::new();
         for input in &lowered.inputs {
-            if let Some(view) = self.public.view(input) {
-                let (rows, rx) = view.subscribe().await?;
-                backfills.push(rows);
-                feeds.push(rx);
-            } else if let Some(table) = self.table(input) {
-                let (snapshot, rx) = table.subscribe().await;
-                backfills.push(table.snapshot_chunks(&snapshot).await?);
-                feeds.push(rx);
+            let (rows, rx) = if let Some(view) = self.public.view(input) {
+                view.subscribe().await?
+            } else if let Some(source) = self.coordinator.source(input) {
+                source.subscribe().await?
             } else {
                 return Err(Error::UndefinedTable(input.clone()));
-            }
+            };
+            backfills.push(rows);
+            feeds.push(rx);
         }
-        drop(barrier_guard);
+        drop(paused);
         let upstream = lowered
             .inputs
             .iter()
             .filter_map(|i| self.public.view(i).map(|v| v.contents.clone()))
             .collect();
-        let contents = ViewContents::new(lowered.schema.clone(), upstream);
+        let contents =
+            ViewContents::new(lowered.schema.clone(), upstream, self.coordinator.clock());
         let persist_to = storage.clone();
         let (control_tx, control_rx) = tokio::sync::mpsc::channel(4);
         let task = ViewTask {
@@ -362,45 +361,21 @@ impl super::Lake {
     /// call is reflected in every view, published and committed to the
     /// views' Iceberg tables.
     pub async fn end_epoch(&self) -> Result<Epoch> {
-        let _barrier = self.barrier.lock().await;
-        let epoch = self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        let (token, mut done) = EpochToken::new();
-        // Every table gets the barrier (those no view reads drop it at
-        // once); views pass it on to the views that read them.
-        for table in self.public.all_tables() {
-            table
-                .send_barrier(Barrier {
-                    epoch,
-                    token: Some(token.clone()),
-                })
-                .await;
-        }
-        drop(token);
-        // Closed when the last copy of the token is dropped. A slow epoch
-        // says which views it is waiting for.
-        let mut waited = 0u64;
-        loop {
-            match tokio::time::timeout(std::time::Duration::from_secs(5), done.recv()).await {
-                Ok(_) => break,
-                Err(_) => {
-                    waited += 5;
-                    let behind: Vec<String> = self
-                        .views
-                        .lock()
-                        .expect("views lock")
-                        .keys()
-                        .filter(|name| {
-                            self.public
-                                .view(name)
-                                .is_some_and(|v| v.contents.epoch() < epoch)
-                        })
-                        .cloned()
-                        .collect();
-                    tracing::warn!(epoch, waited_s = waited, ?behind, "epoch not complete yet");
-                }
-            }
-        }
-        Ok(epoch)
+        self.coordinator
+            .end_epoch(|epoch| {
+                self.views
+                    .lock()
+                    .expect("views lock")
+                    .keys()
+                    .filter(|name| {
+                        self.public
+                            .view(name)
+                            .is_some_and(|v| v.contents.epoch() < epoch)
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .await
     }
 
     /// Re-creates the views found in the catalog at start.

@@ -14,6 +14,14 @@
 //!
 //! UPDATE and DELETE are copy-on-write: every Iceberg reader sees exactly the
 //! live rows without having to apply delete files.
+//!
+//! Storage knows nothing of chunks, barriers or views. After each commit of
+//! a statement, and still under the table's writer lock, the table reports
+//! what the commit changed — a [`CommitReport`] of the rows it added and
+//! removed — to its [`CommitObserver`], if one is set. The streaming
+//! runtime's table source (`stream::source`) is that observer and turns the
+//! reports into change chunks. [`LakeTable::with_writes_paused`] lets the
+//! source take a snapshot and start observing at exactly the same point.
 
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
@@ -47,8 +55,6 @@ use crate::error::{Error, Result};
 use crate::storage::commit::{self, Change};
 use crate::storage::files::{FileWriter, read_file};
 use crate::storage::warehouse::Warehouse;
-use crate::stream::chunk::{Chunk, Op};
-use crate::stream::message::{Barrier, Message};
 
 /// Compaction merges the table's small files once this many accumulate.
 const COMPACT_MIN_SMALL_FILES: usize = 16;
@@ -83,43 +89,58 @@ struct TableInner {
     primary_key: Vec<usize>,
     /// The snapshot reads use; replaced after each commit.
     current: RwLock<Table>,
-    /// Held for the whole of a write; guards the key index and the feeds.
+    /// Held for the whole of a write; guards the key index and the
+    /// reports to the observer.
     writer: Mutex<WriterState>,
+    /// Hears of every commit of a statement (the table's change feed).
+    observer: std::sync::OnceLock<Arc<dyn CommitObserver>>,
 }
 
-/// Where committed changes go: one channel per view reading this table.
-type Feed = tokio::sync::mpsc::Sender<Message>;
+/// What one committed statement changed, as reported to the table's
+/// [`CommitObserver`]: rows added and rows removed (an UPDATE reports its
+/// old rows as removed and its new rows as added).
+#[derive(Debug, Default)]
+pub struct CommitReport {
+    /// Rows removed, in the order they were found.
+    pub removed: Vec<RecordBatch>,
+    /// Rows added, in statement order.
+    pub added: Vec<RecordBatch>,
+    /// More rows added, to be read back from these committed data files
+    /// (in order, after `added`): a statement whose rows would take more
+    /// than [`report_memory_limit`] bytes keeps none of them in memory.
+    pub added_files: Vec<String>,
+    /// The committed snapshot, to read `added_files` from.
+    pub table: Option<Table>,
+    /// The table's schema (what `added_files` are read as).
+    pub schema: Option<SchemaRef>,
+}
+
+/// How many bytes of an INSERT's or COPY's rows a table keeps in memory
+/// for its observer; beyond that the observer reads the committed files
+/// back instead. 64 MiB, or `STREAMLAKE_REPORT_MEMORY_BYTES` (tests).
+pub fn report_memory_limit() -> usize {
+    std::env::var("STREAMLAKE_REPORT_MEMORY_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64 << 20)
+}
+
+/// Who hears of a table's commits. Called after each commit, under the
+/// table's writer lock, so reports arrive in commit order and before the
+/// statement returns; a report may block (backpressure) and so delays the
+/// next write of the same table, never a read.
+#[async_trait]
+pub trait CommitObserver: Send + Sync {
+    /// Whether reports are wanted now; when not, the rows are not kept.
+    fn wants_reports(&self) -> bool;
+    /// One commit's changes.
+    async fn committed(&self, report: CommitReport);
+}
 
 #[derive(Default)]
 struct WriterState {
     /// Encoded primary keys of all live rows, loaded on the first write.
     keys: Option<HashSet<Box<[u8]>>>,
-    /// Change feeds of the views over this table. Changes are sent after
-    /// the commit and under the writer lock, so every feed sees the
-    /// table's commits in order, and a barrier sent under the same lock
-    /// follows every change committed before it.
-    feeds: Vec<Feed>,
-}
-
-/// Sends to every feed, forgetting feeds whose view is gone.
-async fn send_all(feeds: &mut Vec<Feed>, messages: Vec<Message>) {
-    if feeds.is_empty() {
-        return;
-    }
-    let mut open = Vec::with_capacity(feeds.len());
-    for feed in feeds.drain(..) {
-        let mut alive = true;
-        for m in &messages {
-            if feed.send(m.clone()).await.is_err() {
-                alive = false;
-                break;
-            }
-        }
-        if alive {
-            open.push(feed);
-        }
-    }
-    *feeds = open;
 }
 
 impl fmt::Debug for LakeTable {
@@ -157,6 +178,7 @@ impl LakeTable {
                 primary_key,
                 current: RwLock::new(table),
                 writer: Mutex::new(WriterState::default()),
+                observer: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -199,37 +221,48 @@ impl LakeTable {
         self.inner.snapshot().metadata().properties().clone()
     }
 
-    /// Subscribes a view: returns the snapshot it must backfill from and
-    /// the feed of every change committed after that snapshot.
-    pub async fn subscribe(&self) -> (Table, tokio::sync::mpsc::Receiver<Message>) {
-        let mut state = self.inner.writer.lock().await;
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        state.feeds.push(tx);
-        (self.inner.snapshot(), rx)
+    /// Sets the observer that hears of every commit from now on. A table
+    /// has at most one; returns false if one was set already.
+    pub fn set_observer(&self, observer: Arc<dyn CommitObserver>) -> bool {
+        self.inner.observer.set(observer).is_ok()
     }
 
-    /// Sends a barrier after every change committed so far; returns how
-    /// many feeds received it.
-    pub async fn send_barrier(&self, barrier: Barrier) -> usize {
-        let mut state = self.inner.writer.lock().await;
-        send_all(&mut state.feeds, vec![Message::Barrier(barrier)]).await;
-        state.feeds.len()
+    /// Runs `f` with the current snapshot while no write can commit or
+    /// report: whatever `f` starts observing begins exactly after that
+    /// snapshot.
+    pub async fn with_writes_paused<F, Fut, R>(&self, f: F) -> R
+    where
+        F: FnOnce(Table) -> Fut,
+        Fut: std::future::Future<Output = R>,
+    {
+        let _state = self.inner.writer.lock().await;
+        f(self.inner.snapshot()).await
     }
 
-    /// Every live row of the given snapshot, as insert chunks (a view's
-    /// backfill).
-    pub async fn snapshot_chunks(&self, table: &Table) -> Result<Vec<Chunk>> {
+    /// The data files holding the given snapshot's live rows, in table
+    /// order. Each is checked to exist, so a snapshot whose files are gone
+    /// fails here rather than part-way through a read.
+    pub async fn data_files(&self, table: &Table) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for (_, files) in commit::live_files(table).await? {
             for f in files {
-                for b in
-                    read_file(table.file_io(), f.data_file.file_path(), &self.inner.schema).await?
-                {
-                    out.push(Chunk::uniform(b, Op::Insert));
+                let path = f.data_file.file_path().to_string();
+                if !table.file_io().exists(&path).await? {
+                    return Err(Error::Internal(format!(
+                        "data file {path} of table {} is missing",
+                        self.inner.name
+                    )));
                 }
+                out.push(path);
             }
         }
         Ok(out)
+    }
+
+    /// The rows of one data file of the given snapshot, in batches of at
+    /// most 8,192 rows.
+    pub async fn read_data_file(&self, table: &Table, path: &str) -> Result<Vec<RecordBatch>> {
+        read_file(table.file_io(), path, &self.inner.schema).await
     }
 }
 
@@ -240,6 +273,22 @@ impl TableInner {
 
     fn publish(&self, table: Table) {
         *self.current.write().expect("table lock poisoned") = table;
+    }
+
+    /// Whether the observer wants this statement's rows kept.
+    fn reporting(&self) -> bool {
+        self.observer.get().is_some_and(|o| o.wants_reports())
+    }
+
+    /// Reports a committed statement's changes. Called under the writer
+    /// lock.
+    async fn report(&self, report: CommitReport) {
+        if report.added.is_empty() && report.removed.is_empty() && report.added_files.is_empty() {
+            return;
+        }
+        if let Some(o) = self.observer.get() {
+            o.committed(report).await;
+        }
     }
 
     /// Commits `change` on top of `table` and publishes the result. Called
@@ -391,8 +440,9 @@ impl TableInner {
         if converter.is_some() {
             self.keys(&mut state).await?;
         }
-        let feeding = !state.feeds.is_empty();
+        let reporting = self.reporting();
         let mut changes = Vec::new();
+        let (limit, mut kept, mut reread) = (report_memory_limit(), 0usize, false);
         while let Some(batch) = stream.next().await {
             let batch = crate::storage::files::conform(batch?, &self.schema)?;
             self.check_not_null(&batch)?;
@@ -400,8 +450,15 @@ impl TableInner {
                 let existing = state.keys.as_ref().expect("loaded above");
                 self.check_new_keys(conv, existing, &HashSet::new(), &mut pending, &batch)?;
             }
-            if feeding && batch.num_rows() > 0 {
-                changes.push(Message::Chunk(Chunk::uniform(batch.clone(), Op::Insert)));
+            if reporting && !reread && batch.num_rows() > 0 {
+                kept += batch.get_array_memory_size();
+                if kept > limit {
+                    // Too big to keep: the observer reads the files back.
+                    changes.clear();
+                    reread = true;
+                } else {
+                    changes.push(batch.clone());
+                }
             }
             writer.write(batch).await?;
         }
@@ -410,6 +467,11 @@ impl TableInner {
         if added.is_empty() {
             return Ok(0);
         }
+        let added_files: Vec<String> = if reread {
+            added.iter().map(|f| f.file_path().to_string()).collect()
+        } else {
+            Vec::new()
+        };
         let change = Change {
             added,
             properties: HashMap::from([("streamlake.statement".into(), "insert".into())]),
@@ -419,7 +481,14 @@ impl TableInner {
         if let Some(keys) = state.keys.as_mut() {
             keys.extend(pending);
         }
-        send_all(&mut state.feeds, changes).await;
+        self.report(CommitReport {
+            added: changes,
+            added_files,
+            table: Some(self.snapshot()),
+            schema: Some(self.schema.clone()),
+            ..Default::default()
+        })
+        .await;
         // The rows are committed: a failed compaction must not report the
         // statement as failed.
         if let Err(e) = self.maybe_compact(&mut state).await {
@@ -509,6 +578,7 @@ impl TableInner {
         let mut updated: Vec<RecordBatch> = Vec::new();
         let mut deleted: Vec<RecordBatch> = Vec::new();
         let mut hits = 0u64;
+        let reporting = self.reporting();
         for (_, files) in commit::live_files(&table).await? {
             for f in files {
                 let path = f.data_file.file_path().to_string();
@@ -540,7 +610,7 @@ impl TableInner {
                     if is_update {
                         updated.push(self.apply_assignments(&matched, &assignments)?);
                     }
-                    if !state.feeds.is_empty() {
+                    if reporting {
                         deleted.push(matched);
                     }
                 }
@@ -561,14 +631,11 @@ impl TableInner {
         if crate::storage::fault::fire("rewrite-write", &self.name) {
             return Err(crate::storage::fault::error("rewrite-write"));
         }
-        let mut changes: Vec<Message> = deleted
-            .into_iter()
-            .map(|b| Message::Chunk(Chunk::uniform(b, Op::Delete)))
-            .collect();
+        let mut added = Vec::new();
         for batch in updated {
             self.check_not_null(&batch)?;
-            if !state.feeds.is_empty() {
-                changes.push(Message::Chunk(Chunk::uniform(batch.clone(), Op::Insert)));
+            if reporting {
+                added.push(batch.clone());
             }
             writer.write(batch).await?;
         }
@@ -589,7 +656,12 @@ impl TableInner {
             }
             keys.extend(pending);
         }
-        send_all(&mut state.feeds, changes).await;
+        self.report(CommitReport {
+            removed: deleted,
+            added,
+            ..Default::default()
+        })
+        .await;
         Ok(hits)
     }
 

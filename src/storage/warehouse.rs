@@ -85,6 +85,12 @@ impl Warehouse {
             location: config.warehouse.clone(),
         };
         wh.ensure_namespace("public").await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS streamlake_counters \
+             (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+        )
+        .execute(&wh.pool)
+        .await?;
         Ok(Arc::new(wh))
     }
 
@@ -169,6 +175,29 @@ impl Warehouse {
         if crate::storage::fault::fire("lose-commit-ack", ident.name()) {
             return Err(crate::storage::fault::error("lose-commit-ack"));
         }
+        Ok(())
+    }
+
+    /// A durable counter of the catalog database (0 if never stored).
+    pub async fn load_counter(&self, name: &str) -> Result<u64> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT value FROM streamlake_counters WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map_or(0, |(v,)| v as u64))
+    }
+
+    /// Stores a durable counter; it survives a kill -9 once this returns.
+    pub async fn store_counter(&self, name: &str, value: u64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO streamlake_counters (name, value) VALUES (?, ?) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value as i64)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }

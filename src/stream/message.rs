@@ -1,5 +1,11 @@
-//! Messages between operators: changes, and barriers that mark the end of
-//! an epoch.
+//! Messages between operators: changes, barriers that mark the end of an
+//! epoch, and (reserved) watermarks.
+//!
+//! Every channel between a source, an operator and a view carries one
+//! ordered sequence of [`Message`]s. A barrier for epoch N follows every
+//! change of epochs `<= N` on its channel and precedes every change of
+//! later epochs; the [`coordinator`](crate::stream::coordinator) injects
+//! each barrier into every source at once.
 
 use std::sync::Arc;
 
@@ -7,14 +13,25 @@ use tokio::sync::mpsc;
 
 use crate::stream::chunk::Chunk;
 
-/// An epoch number; barriers carry them in increasing order.
+/// An epoch number; barriers carry them in increasing order, and they keep
+/// increasing across restarts (the coordinator persists them).
 pub type Epoch = u64;
+
+/// What a barrier asks of the operators it passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BarrierKind {
+    /// End the epoch: flush, publish, pass the barrier on. (The exactly-once
+    /// work adds `Checkpoint`, which also snapshots state and records
+    /// source offsets.)
+    Epoch,
+}
 
 /// Marks that every change before it on this channel belongs to epochs
 /// `<= epoch`.
 #[derive(Debug, Clone)]
 pub struct Barrier {
     pub epoch: Epoch,
+    pub kind: BarrierKind,
     /// Every copy of the barrier holds the epoch's token: a view drops its
     /// copy once it has published the epoch and passed the barrier on to
     /// the views that read it, so the epoch is complete when the last copy
@@ -36,9 +53,21 @@ impl EpochToken {
     }
 }
 
+/// Event time has reached `timestamp` in column `column` of the channel's
+/// schema: no later row will carry an earlier time. Nothing produces
+/// watermarks yet (the event-time work will: sources from their data,
+/// window operators consume them); views pass over them.
+#[derive(Debug, Clone)]
+pub struct Watermark {
+    pub column: usize,
+    /// Microseconds since the Unix epoch.
+    pub timestamp: i64,
+}
+
 /// What travels on a channel.
 #[derive(Debug, Clone)]
 pub enum Message {
     Chunk(Chunk),
     Barrier(Barrier),
+    Watermark(Watermark),
 }

@@ -1,19 +1,24 @@
-//! The streaming runtime: changelog chunks flow from table change feeds
-//! through operators into materialized views.
+//! The streaming runtime: changelog chunks flow from sources (today the
+//! change feeds of tables) through operators into materialized views.
 //!
 //! ```text
-//! LakeTable commit ─▶ feed ─▶ [filter] ─▶ [project] ─▶ [hash agg] ─▶ … ─▶ materialize ─▶ reads, Iceberg
-//!                      │                                                      ▲
-//!                      └──────── Barrier(epoch) after the changes ────────────┘ publish + ack
+//! LakeTable commit ─▶ TableSource ─▶ [filter] ─▶ [project] ─▶ [hash agg] ─▶ … ─▶ materialize ─▶ reads, Iceberg
+//!  (CommitReport)         ▲                                                          ▲
+//!   coordinator ──────────┴──── Barrier(epoch) after the changes ────────────────────┘ publish + ack
 //! ```
 //!
+//! - [`source`]: the `Source` trait and the table change feed; storage
+//!   reports commits, this side turns them into chunks.
+//! - [`coordinator`]: the epoch counter (durable), barrier injection into
+//!   every source at once, and the clock reads use to pick their epoch.
 //! - [`chunk`]: the changelog batch (an Arrow batch plus one op per row).
 //! - [`message`]: what travels on a channel: chunks and barriers.
 //! - [`operator`]: the operator trait every node implements.
 //! - [`ops`]: one operator per file.
 //! - [`graph`]: the tree of operators a view runs (inputs at the leaves).
 //! - [`view`]: a materialized view's task: operators, barrier handling,
-//!   the published snapshot that reads see.
+//!   the published snapshots that reads see (one epoch for every view a
+//!   query touches).
 //!
 //! Barriers are the consistency and checkpoint hook: a barrier for epoch N
 //! follows every change made before it on each feed; when it reaches a
@@ -21,11 +26,13 @@
 //! injects a barrier and waits for every view to acknowledge it.
 
 pub mod chunk;
+pub mod coordinator;
 pub mod exact;
 pub mod graph;
 pub mod message;
 pub mod operator;
 pub mod ops;
+pub mod source;
 pub mod view;
 
 /// The hash map of operator state. Keys are Arrow row-format bytes from

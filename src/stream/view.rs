@@ -13,8 +13,9 @@
 //! the view subscribed), then follows the inputs. A barrier arriving on one
 //! input blocks that input until the same epoch's barrier arrives on the
 //! others (alignment), so an epoch's output never mixes changes of two
-//! epochs. Reads never see the live multiset, only the last published
-//! snapshot: a read is always exactly the view as of one epoch.
+//! epochs. Reads never see the live multiset, only published snapshots: a
+//! read is exactly the view as of one completed epoch, the same epoch in
+//! every view the query touches (see [`ViewContents`]).
 
 use std::any::Any;
 use std::sync::{Arc, RwLock};
@@ -33,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{Error, Result};
 use crate::storage::table::ViewCommit;
 use crate::stream::chunk::{Chunk, Op};
+use crate::stream::coordinator::EpochClock;
 use crate::stream::graph::{Node, NodeKind};
 use crate::stream::message::{Barrier, Epoch, Message};
 use crate::stream::operator::{JoinSide, Operator};
@@ -44,54 +46,113 @@ use crate::stream::ops::materialize::{Delta, MaterializeOperator, split};
 pub type Persist =
     Box<dyn FnMut(Epoch, ViewCommit) -> BoxFuture<'static, Result<Vec<(String, u64)>>> + Send>;
 
+/// The rows a subscriber starts from, read as the view applies them.
+pub type Backfill = futures::stream::BoxStream<'static, Result<Chunk>>;
+
 /// A subscription: the rows to start from and the changes after them.
-pub type Subscription = (Vec<Chunk>, mpsc::Receiver<Message>);
+pub type Subscription = (Backfill, mpsc::Receiver<Message>);
 
 /// Requests a running view answers between messages.
 pub enum Control {
     Subscribe(oneshot::Sender<Subscription>),
 }
 
-/// What a view shows: its last published snapshot, or why it stopped.
+/// What a view shows: its published snapshots, or why it stopped.
+///
+/// Reads are consistent across views: each read names the epoch it reads
+/// (the newest epoch completed when its query started, from the
+/// [`EpochClock`]), and every view answers with its snapshot as of that
+/// epoch. So a view keeps, besides its newest snapshot, the older ones a
+/// read may still ask for: every snapshot newer than the clock's oldest
+/// readable epoch, and the newest one at or before it. Snapshots share
+/// their Arrow buffers, so an unchanged file costs nothing to keep.
 #[derive(Debug)]
 pub struct ViewContents {
     pub schema: SchemaRef,
     /// The views this one reads: their query failing makes this view's
     /// query fail too (the batch query would read them).
     upstream: Vec<Arc<ViewContents>>,
+    clock: Arc<EpochClock>,
     published: RwLock<Published>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Published {
-    epoch: Epoch,
+    /// (epoch, contents as of it), oldest first; never empty.
+    versions: std::collections::VecDeque<(Epoch, Arc<Snapshot>)>,
+    failed: Option<String>,
+}
+
+/// The view as of one epoch.
+#[derive(Debug, Clone, Default)]
+struct Snapshot {
     /// The contents, file by file as in the view's Iceberg table: each
     /// file's rows and, once some were deleted, which are still live.
     files: Vec<(RecordBatch, Option<BooleanArray>)>,
-    /// The view's query fails over its inputs' current rows (SQLSTATE,
-    /// message): reads report it until the offending rows change.
+    /// The view's query fails over its inputs' rows as of this epoch
+    /// (SQLSTATE, message): reads report it until the offending rows change.
     data_error: Option<(&'static str, String)>,
-    failed: Option<String>,
+}
+
+impl Published {
+    fn latest(&self) -> &Arc<Snapshot> {
+        &self.versions.back().expect("never empty").1
+    }
+
+    /// The snapshot a read of `epoch` sees: the newest at or before it, or
+    /// the oldest kept if the view is younger than the epoch.
+    fn as_of(&self, epoch: Epoch) -> &Arc<Snapshot> {
+        &self
+            .versions
+            .iter()
+            .rev()
+            .find(|(e, _)| *e <= epoch)
+            .unwrap_or_else(|| self.versions.front().expect("never empty"))
+            .1
+    }
+
+    /// Adds the snapshot of `epoch` and forgets the ones no read can ask for
+    /// any more.
+    fn push(&mut self, epoch: Epoch, snapshot: Arc<Snapshot>, oldest_readable: Epoch) {
+        self.versions.push_back((epoch, snapshot));
+        while self.versions.len() > 1 && self.versions[1].0 <= oldest_readable {
+            self.versions.pop_front();
+        }
+    }
 }
 
 impl ViewContents {
     /// `upstream`: the contents of the views this view reads.
-    pub fn new(schema: SchemaRef, upstream: Vec<Arc<ViewContents>>) -> Arc<ViewContents> {
+    pub fn new(
+        schema: SchemaRef,
+        upstream: Vec<Arc<ViewContents>>,
+        clock: Arc<EpochClock>,
+    ) -> Arc<ViewContents> {
         Arc::new(ViewContents {
             schema,
             upstream,
+            clock,
             published: RwLock::new(Published {
-                epoch: 0,
-                files: Vec::new(),
-                data_error: None,
+                versions: [(0, Arc::new(Snapshot::default()))].into(),
                 failed: None,
             }),
         })
     }
 
-    /// The epoch of the published snapshot.
+    /// The epoch of the newest published snapshot.
     pub fn epoch(&self) -> Epoch {
-        self.published.read().expect("view lock").epoch
+        self.published
+            .read()
+            .expect("view lock")
+            .versions
+            .back()
+            .expect("never empty")
+            .0
+    }
+
+    /// How many snapshots the view keeps for reads (tests, metrics).
+    pub fn versions(&self) -> usize {
+        self.published.read().expect("view lock").versions.len()
     }
 
     /// Publishes an epoch: its delta as written to `files` (path, rows),
@@ -102,10 +163,14 @@ impl ViewContents {
         delta: Option<(&Delta, &[(String, u64)])>,
         data_error: Option<(&'static str, String)>,
     ) -> Result<()> {
+        let oldest_readable = self.clock.oldest_readable();
         let Some((delta, written)) = delta else {
             let mut p = self.published.write().expect("view lock");
-            p.epoch = epoch;
-            p.data_error = data_error;
+            let snapshot = Arc::new(Snapshot {
+                files: p.latest().files.clone(),
+                data_error,
+            });
+            p.push(epoch, snapshot, oldest_readable);
             return Ok(());
         };
         // One slice per written file, so indexes match the table's files.
@@ -121,9 +186,17 @@ impl ViewContents {
                 .collect()
         };
         // Build the new file list outside the write lock; reads go on.
+        // Only this view's task publishes, so the latest cannot change
+        // meanwhile.
         let mut files = match delta {
             Delta::Replace(_) => Vec::new(),
-            Delta::Change { .. } => self.published.read().expect("view lock").files.clone(),
+            Delta::Change { .. } => self
+                .published
+                .read()
+                .expect("view lock")
+                .latest()
+                .files
+                .clone(),
         };
         match delta {
             Delta::Replace(batch) => files = slices(batch),
@@ -153,10 +226,11 @@ impl ViewContents {
                 }
             }
         }
-        let mut p = self.published.write().expect("view lock");
-        p.epoch = epoch;
-        p.files = files;
-        p.data_error = data_error;
+        let snapshot = Arc::new(Snapshot { files, data_error });
+        self.published
+            .write()
+            .expect("view lock")
+            .push(epoch, snapshot, oldest_readable);
         Ok(())
     }
 
@@ -165,9 +239,15 @@ impl ViewContents {
     }
 
     /// The data error of this view's query or of a view it reads.
-    fn data_error(&self) -> Option<(&'static str, String)> {
-        let own = self.published.read().expect("view lock").data_error.clone();
-        own.or_else(|| self.upstream.iter().find_map(|u| u.data_error()))
+    fn data_error(&self, epoch: Epoch) -> Option<(&'static str, String)> {
+        let own = self
+            .published
+            .read()
+            .expect("view lock")
+            .as_of(epoch)
+            .data_error
+            .clone();
+        own.or_else(|| self.upstream.iter().find_map(|u| u.data_error(epoch)))
     }
 
     /// Whether the view stopped (an internal error or a panic).
@@ -175,21 +255,25 @@ impl ViewContents {
         self.published.read().expect("view lock").failed.clone()
     }
 
-    /// The published rows; the error its query raises over the current
-    /// rows; or the error that stopped the view.
-    pub fn read(&self, view: &str) -> Result<Vec<RecordBatch>> {
-        let p = self.published.read().expect("view lock");
-        if let Some(why) = &p.failed {
-            return Err(Error::ViewError {
-                view: view.to_string(),
-                sqlstate: "XX000",
-                message: format!("the view stopped and is being rebuilt: {why}"),
-            });
-        }
-        let data_error = p
+    /// The rows as of `epoch` (see [`EpochClock::as_of`]); the error its
+    /// query raises over the rows of that epoch; or the error that stopped
+    /// the view.
+    pub fn read(&self, view: &str, epoch: Epoch) -> Result<Vec<RecordBatch>> {
+        let snapshot = {
+            let p = self.published.read().expect("view lock");
+            if let Some(why) = &p.failed {
+                return Err(Error::ViewError {
+                    view: view.to_string(),
+                    sqlstate: "XX000",
+                    message: format!("the view stopped and is being rebuilt: {why}"),
+                });
+            }
+            p.as_of(epoch).clone()
+        };
+        let data_error = snapshot
             .data_error
             .clone()
-            .or_else(|| self.upstream.iter().find_map(|u| u.data_error()));
+            .or_else(|| self.upstream.iter().find_map(|u| u.data_error(epoch)));
         if let Some((sqlstate, message)) = data_error {
             return Err(Error::ViewError {
                 view: view.to_string(),
@@ -197,7 +281,8 @@ impl ViewContents {
                 message,
             });
         }
-        p.files
+        snapshot
+            .files
             .iter()
             .map(|(batch, live)| match live {
                 None => Ok(batch.clone()),
@@ -206,6 +291,11 @@ impl ViewContents {
                 )?),
             })
             .collect()
+    }
+
+    /// The epoch a query started at `start` reads.
+    pub fn read_epoch(&self, start: Option<chrono::DateTime<chrono::Utc>>) -> Epoch {
+        self.clock.as_of(start)
     }
 }
 
@@ -454,14 +544,17 @@ fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
 
 impl ViewTask {
     /// Applies the backfills, then follows the inputs until they close.
-    pub async fn run(
-        mut self,
-        backfills: Vec<Vec<Chunk>>,
-        mut inputs: Vec<mpsc::Receiver<Message>>,
-    ) {
-        for (i, backfill) in backfills.into_iter().enumerate() {
-            if let Err(e) = self.input(i, backfill).await {
-                return self.stop(e, inputs).await;
+    pub async fn run(mut self, backfills: Vec<Backfill>, mut inputs: Vec<mpsc::Receiver<Message>>) {
+        use futures::StreamExt;
+        for (i, mut backfill) in backfills.into_iter().enumerate() {
+            while let Some(chunk) = backfill.next().await {
+                let applied = match chunk {
+                    Ok(c) => self.input(i, vec![c]).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = applied {
+                    return self.stop(e, inputs).await;
+                }
             }
         }
         let n = inputs.len();
@@ -535,6 +628,9 @@ impl ViewTask {
     ) -> Result<()> {
         match msg {
             Message::Chunk(c) => self.input(i, vec![c]).await,
+            // Nothing produces watermarks yet; event-time operators will
+            // consume them.
+            Message::Watermark(_) => Ok(()),
             Message::Barrier(b) if b.epoch <= self.start_epoch => Ok(()),
             Message::Barrier(b) => {
                 held[i] = Some(b);
@@ -569,7 +665,7 @@ impl ViewTask {
             tokio::select! {
                 Some(Control::Subscribe(reply)) = self.control.recv() => {
                     let (_tx, rx) = mpsc::channel(1);
-                    let _ = reply.send((Vec::new(), rx));
+                    let _ = reply.send((Box::pin(futures::stream::empty()), rx));
                 }
                 (_, m) = recv_any(&mut inputs, &mut turn) => if m.is_none() { return },
             }
@@ -584,7 +680,8 @@ impl ViewTask {
                 let rows = self.materialize.live_chunk()?;
                 let (tx, rx) = mpsc::channel(16);
                 self.downstream.push(tx);
-                let _ = reply.send((rows.into_iter().collect(), rx));
+                let backfill = futures::stream::iter(rows.into_iter().map(Ok));
+                let _ = reply.send((Box::pin(backfill), rx));
                 Ok(())
             }
         }
@@ -723,11 +820,56 @@ impl TableProvider for ViewTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        // Every view a query touches answers as of the same epoch: the
+        // newest completed when the query started.
+        let epoch = self
+            .contents
+            .read_epoch(state.execution_props().query_execution_start_time);
         let batches = self
             .contents
-            .read(&self.name)
+            .read(&self.name, epoch)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let mem = MemTable::try_new(self.contents.schema.clone(), vec![batches])?;
         mem.scan(state, projection, filters, limit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(n: i64) -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            files: Vec::new(),
+            data_error: (n != 0).then(|| ("22000", n.to_string())),
+        })
+    }
+
+    fn tag(s: &Arc<Snapshot>) -> String {
+        s.data_error.as_ref().map_or("0".into(), |(_, m)| m.clone())
+    }
+
+    #[test]
+    fn a_read_gets_the_newest_snapshot_at_or_before_its_epoch() {
+        let mut p = Published {
+            versions: [(0, snapshot(0))].into(),
+            failed: None,
+        };
+        p.push(3, snapshot(3), 0);
+        p.push(5, snapshot(5), 0);
+        assert_eq!(tag(p.as_of(2)), "0");
+        assert_eq!(tag(p.as_of(4)), "3");
+        assert_eq!(tag(p.as_of(5)), "5");
+        assert_eq!(tag(p.as_of(9)), "5");
+        // Once epoch 4 is the oldest a read may ask for, epoch 3's snapshot
+        // answers it and older ones go.
+        p.push(6, snapshot(6), 4);
+        assert_eq!(
+            p.versions.iter().map(|(e, _)| *e).collect::<Vec<_>>(),
+            [3, 5, 6]
+        );
+        assert_eq!(tag(p.as_of(4)), "3");
+        // A view younger than the epoch read answers with its oldest.
+        assert_eq!(tag(p.as_of(1)), "3");
     }
 }

@@ -127,3 +127,45 @@ async fn each_commit_writes_a_new_metadata_file() {
     }
     assert_eq!(rows(&c, "SELECT x FROM m").await, vec![vec!["2"]]);
 }
+
+/// Epochs keep increasing across a kill -9: the snapshots a view commits
+/// after the restart carry epochs above every one committed before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epochs_continue_above_the_last_run_after_kill9() {
+    let epochs = |server: &Server| -> Vec<u64> {
+        crate::support::run_python(
+            "view_epochs.py",
+            &[server.catalog_db().to_str().unwrap(), "public.ev_count"],
+            &[],
+        )
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect()
+    };
+    let mut server = Server::start();
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE ev (x INT);
+         CREATE MATERIALIZED VIEW ev_count AS SELECT count(*) AS n FROM ev;
+         INSERT INTO ev VALUES (1); FLUSH;
+         INSERT INTO ev VALUES (2); FLUSH;",
+    )
+    .await
+    .unwrap();
+    let before = epochs(&server);
+    assert!(before.len() >= 2, "{before:?}");
+    drop(c);
+    server.kill9();
+    server.restart();
+    let c = server.client().await;
+    c.batch_execute("INSERT INTO ev VALUES (3); FLUSH;")
+        .await
+        .unwrap();
+    assert_eq!(rows(&c, "SELECT n FROM ev_count").await, vec![vec!["3"]]);
+    let after = epochs(&server);
+    assert!(after.len() > before.len(), "{before:?} then {after:?}");
+    assert!(
+        after.windows(2).all(|w| w[0] < w[1]),
+        "epochs went back after the restart: {after:?}"
+    );
+}

@@ -1,0 +1,205 @@
+//! Sources: where changes enter the streaming runtime.
+//!
+//! ```text
+//!   LakeTable commit ─▶ CommitReport ─▶ TableSource ─▶ Chunk(-removed, +added) ─▶ each subscribed view
+//!                                          ▲
+//!   BarrierCoordinator ── Barrier(N) ──────┘ (after every change reported before it)
+//! ```
+//!
+//! A [`Source`] hands each subscriber its starting rows (the backfill, a
+//! stream read in bounded pieces — a table's, one data file at a time) and
+//! then a feed of every change after them, and places barriers into those
+//! feeds when the [`coordinator`](crate::stream::coordinator) asks. Today
+//! the only kind is [`TableSource`], the change feed of a table; Kafka,
+//! nexmark and datagen readers implement the same trait later.
+//!
+//! Invariants every source keeps:
+//! - a subscriber's backfill and feed meet at one point: no change is
+//!   missed or seen twice;
+//! - each feed carries changes in commit order, and a barrier follows every
+//!   change reported before it was injected (so `FLUSH` after a statement
+//!   returned covers the statement).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::{Mutex, mpsc};
+
+use crate::error::Result;
+use crate::storage::table::{CommitObserver, CommitReport, LakeTable};
+use crate::stream::chunk::{Chunk, Op};
+use crate::stream::message::{Barrier, Message};
+use crate::stream::view::Subscription;
+
+/// Capacity of each feed, in messages: a subscriber this far behind makes
+/// the source wait (backpressure) instead of buffering without bound.
+const FEED_CAPACITY: usize = 16;
+
+/// Where changes enter the runtime.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// The relation's name (for logs).
+    fn name(&self) -> &str;
+
+    /// A new subscriber: its starting rows and the feed of every change
+    /// after them. The coordinator must not inject barriers meanwhile (see
+    /// [`BarrierCoordinator::pause`](crate::stream::coordinator::BarrierCoordinator::pause)).
+    async fn subscribe(&self) -> Result<Subscription>;
+
+    /// Places `barrier` into every feed, after every change sent so far.
+    async fn inject(&self, barrier: &Barrier);
+}
+
+/// The change feed of a table: the commits of its statements, as chunks.
+pub struct TableSource {
+    table: LakeTable,
+    feeds: Arc<Feeds>,
+}
+
+/// The feeds of one table's subscribers; the table's commit observer.
+#[derive(Default)]
+struct Feeds {
+    /// Held while sending, so reports and barriers never interleave.
+    senders: Mutex<Vec<mpsc::Sender<Message>>>,
+    /// How many feeds are open (read without the lock, to decide whether a
+    /// statement needs to keep its rows at all).
+    count: std::sync::atomic::AtomicUsize,
+}
+
+impl Feeds {
+    /// Sends to every feed, forgetting the feeds whose subscriber is gone.
+    async fn send(&self, messages: Vec<Message>) {
+        let mut senders = self.senders.lock().await;
+        if senders.is_empty() {
+            return;
+        }
+        let mut open = Vec::with_capacity(senders.len());
+        for feed in senders.drain(..) {
+            let mut alive = true;
+            for m in &messages {
+                if feed.send(m.clone()).await.is_err() {
+                    alive = false;
+                    break;
+                }
+            }
+            if alive {
+                open.push(feed);
+            }
+        }
+        *senders = open;
+        self.count
+            .store(senders.len(), std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl CommitObserver for Feeds {
+    fn wants_reports(&self) -> bool {
+        self.count.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+
+    async fn committed(&self, report: CommitReport) {
+        let messages = report
+            .removed
+            .into_iter()
+            .map(|b| Message::Chunk(Chunk::uniform(b, Op::Delete)))
+            .chain(
+                report
+                    .added
+                    .into_iter()
+                    .map(|b| Message::Chunk(Chunk::uniform(b, Op::Insert))),
+            )
+            .collect();
+        self.send(messages).await;
+        // A big statement's rows come back from its committed files, one
+        // file at a time, so it is never whole in memory.
+        let (Some(table), Some(schema)) = (&report.table, &report.schema) else {
+            return;
+        };
+        for path in &report.added_files {
+            match crate::storage::files::read_file(table.file_io(), path, schema).await {
+                Ok(batches) => {
+                    let messages = batches
+                        .into_iter()
+                        .map(|b| Message::Chunk(Chunk::uniform(b, Op::Insert)))
+                        .collect();
+                    self.send(messages).await;
+                }
+                Err(e) => {
+                    // The rows are committed but the views cannot see them:
+                    // close the feeds, so the views reading this table stop
+                    // and say so (reads and FLUSH fail) instead of drifting.
+                    tracing::error!(table = %table.identifier(), file = %path, error = %e,
+                        "could not read back committed rows; the views over the table stop");
+                    self.senders.lock().await.clear();
+                    self.count.store(0, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl TableSource {
+    /// The change feed of `table`; becomes the table's commit observer.
+    pub fn new(table: LakeTable) -> Result<TableSource> {
+        let feeds = Arc::new(Feeds::default());
+        if !table.set_observer(feeds.clone()) {
+            return Err(crate::error::Error::Internal(format!(
+                "table {} already has a change feed",
+                table.name()
+            )));
+        }
+        Ok(TableSource { table, feeds })
+    }
+}
+
+#[async_trait]
+impl Source for TableSource {
+    fn name(&self) -> &str {
+        self.table.name()
+    }
+
+    async fn subscribe(&self) -> Result<Subscription> {
+        // With writes paused, the snapshot and the new feed meet exactly.
+        let (snapshot, rx) = self
+            .table
+            .with_writes_paused(|snapshot| async move {
+                let (tx, rx) = mpsc::channel(FEED_CAPACITY);
+                let mut senders = self.feeds.senders.lock().await;
+                senders.push(tx);
+                self.feeds
+                    .count
+                    .store(senders.len(), std::sync::atomic::Ordering::SeqCst);
+                (snapshot, rx)
+            })
+            .await;
+        // The backfill reads one data file at a time, when the view gets
+        // to it: never the whole table in memory, and never while barriers
+        // are paused.
+        let files = self.table.data_files(&snapshot).await?;
+        let table = self.table.clone();
+        let backfill = futures::stream::iter(files)
+            .then(move |path| {
+                let (table, snapshot) = (table.clone(), snapshot.clone());
+                async move { table.read_data_file(&snapshot, &path).await }
+            })
+            .map_ok(|batches| {
+                futures::stream::iter(
+                    batches
+                        .into_iter()
+                        .map(|b| Ok(Chunk::uniform(b, Op::Insert))),
+                )
+            })
+            .try_flatten()
+            .boxed();
+        Ok((backfill, rx))
+    }
+
+    async fn inject(&self, barrier: &Barrier) {
+        self.feeds
+            .send(vec![Message::Barrier(barrier.clone())])
+            .await;
+    }
+}
