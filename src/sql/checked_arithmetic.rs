@@ -62,6 +62,22 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
             node.map_expressions(|e| {
                 let saved = preserver.save(&e);
                 let t = e.transform_up(|e| {
+                    // abs(x) of an integer: abs(-9223372036854775808) is out
+                    // of range (DataFusion returns the argument).
+                    if let Expr::ScalarFunction(f) = &e
+                        && f.func.name() == "abs"
+                        && let [x] = f.args.as_slice()
+                        && let Ok(t) = x.get_type(&schema)
+                        && is_integer(&t)
+                    {
+                        let zero =
+                            Expr::Literal(datafusion::scalar::ScalarValue::new_zero(&t)?, None);
+                        let negated = sub.call(vec![zero.clone(), x.clone()]);
+                        return Ok(Transformed::yes(
+                            datafusion::logical_expr::when(x.clone().lt(zero), negated)
+                                .otherwise(x.clone())?,
+                        ));
+                    }
                     // -x is 0 - x: -(-9223372036854775808) is out of range.
                     if let Expr::Negative(inner) = &e
                         && let Ok(t) = inner.get_type(&schema)
