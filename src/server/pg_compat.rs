@@ -10,15 +10,18 @@ use datafusion::logical_expr::{
 };
 use datafusion::scalar::ScalarValue;
 
-/// A function that always answers NULL text: comments (`col_description`,
-/// `obj_description`) are not stored, as in a database where none were set.
+/// A function whose answer is fixed: comments (`col_description`,
+/// `obj_description`) are NULL text, as in a database where none were set;
+/// visibility checks are true (one schema on the search path); relation
+/// sizes are 0 (data lives in Iceberg files, not relation forks).
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct NullText {
+struct Constant {
     name: &'static str,
+    value: ScalarValue,
     signature: Signature,
 }
 
-impl ScalarUDFImpl for NullText {
+impl ScalarUDFImpl for Constant {
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -32,40 +35,11 @@ impl ScalarUDFImpl for NullText {
     }
 
     fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
+        Ok(self.value.data_type())
     }
 
     fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
-    }
-}
-
-/// Visibility checks answer true: there is one schema on the search path.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct AlwaysVisible {
-    name: &'static str,
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for AlwaysVisible {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn name(&self) -> &str {
-        self.name
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Boolean)
-    }
-
-    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))
+        Ok(ColumnarValue::Scalar(self.value.clone()))
     }
 }
 
@@ -199,36 +173,6 @@ fn size_pretty_udf() -> ScalarUDF {
     )
 }
 
-/// Relation sizes: streamlake's storage is Iceberg files in the warehouse,
-/// not relation forks, so every relation reports 0 bytes.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct ZeroSize {
-    name: &'static str,
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for ZeroSize {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn name(&self) -> &str {
-        self.name
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Int64)
-    }
-
-    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(0))))
-    }
-}
-
 /// The extra functions to register on every session context.
 pub fn functions() -> Vec<ScalarUDF> {
     let version = ScalarUDF::new_from_impl(Version {
@@ -243,8 +187,9 @@ pub fn functions() -> Vec<ScalarUDF> {
     ]
     .into_iter()
     .map(|name| {
-        ScalarUDF::new_from_impl(AlwaysVisible {
+        ScalarUDF::new_from_impl(Constant {
             name,
+            value: ScalarValue::Boolean(Some(true)),
             signature: Signature::any(1, Volatility::Stable),
         })
     });
@@ -259,8 +204,9 @@ pub fn functions() -> Vec<ScalarUDF> {
     ]
     .into_iter()
     .map(|name| {
-        ScalarUDF::new_from_impl(ZeroSize {
+        ScalarUDF::new_from_impl(Constant {
             name,
+            value: ScalarValue::Int64(Some(0)),
             signature: Signature::variadic_any(Volatility::Stable),
         })
     });
@@ -284,8 +230,9 @@ pub fn functions() -> Vec<ScalarUDF> {
             ]
             .into_iter()
             .map(|(name, arity)| {
-                ScalarUDF::new_from_impl(NullText {
+                ScalarUDF::new_from_impl(Constant {
                     name,
+                    value: ScalarValue::Utf8(None),
                     signature: if arity == 0 {
                         Signature::variadic_any(Volatility::Stable)
                     } else {

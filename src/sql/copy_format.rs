@@ -460,25 +460,16 @@ fn encode_delimited(
 /// PostgreSQL's text of a timestamp, numeric or float cell (shared with query
 /// results; timestamptz in `zone`, or UTC), or None for other types.
 fn pg_text(col: &ArrayRef, row: usize, zone: Option<&Tz>) -> Option<String> {
-    use chrono::{Offset, TimeZone};
     use datafusion_postgres::arrow_pg::encoder::timestamp_value;
-    use datafusion_postgres::arrow_pg::pg_text::{
-        PgNumeric, float4_text, float8_text, write_timestamp,
-    };
+    use datafusion_postgres::arrow_pg::pg_text::{PgNumeric, float4_text, float8_text};
     match col.data_type() {
         DataType::Timestamp(unit, tz) => {
             let utc = timestamp_value(col, row, unit)?;
-            let mut s = String::with_capacity(32);
-            match (tz, zone) {
-                (None, _) => write_timestamp(&mut s, &utc, None),
-                (Some(_), None) => write_timestamp(&mut s, &utc, Some(0)),
-                (Some(_), Some(zone)) => {
-                    let offset = zone.offset_from_utc_datetime(&utc).fix();
-                    let local = utc + chrono::Duration::seconds(offset.local_minus_utc() as i64);
-                    write_timestamp(&mut s, &local, Some(offset.local_minus_utc()));
-                }
-            }
-            Some(s)
+            Some(crate::sql::pg_text_cast::timestamp_text(
+                &utc,
+                tz.is_some(),
+                zone,
+            ))
         }
         DataType::Decimal128(p, s) => {
             let v = col

@@ -67,8 +67,8 @@ impl ScalarUDFImpl for PgTextOut {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
-        let array = args.args[0].to_array(args.number_rows)?;
+        let (scalar, rows) = super::columnar::rows(&args);
+        let array = args.args[0].to_array(rows)?;
         // The session's TimeZone, which datafusion-postgres puts in the
         // statement's config; UTC without one.
         let zone = args
@@ -78,16 +78,28 @@ impl ScalarUDFImpl for PgTextOut {
             .as_deref()
             .and_then(|z| z.parse::<Tz>().ok());
         let out: ArrayRef = Arc::new(text_of(&array, zone.as_ref())?);
-        Ok(if scalar {
-            ColumnarValue::Scalar(datafusion::scalar::ScalarValue::try_from_array(&out, 0)?)
-        } else {
-            ColumnarValue::Array(out)
-        })
+        super::columnar::output(out, scalar)
     }
 }
 
-fn text_of(array: &ArrayRef, zone: Option<&Tz>) -> Result<datafusion::arrow::array::StringArray> {
+/// PostgreSQL's text of a timestamp (`utc`); a timestamptz (`with_zone`)
+/// is shown in `zone`, or UTC. Shared with COPY TO.
+pub fn timestamp_text(utc: &chrono::NaiveDateTime, with_zone: bool, zone: Option<&Tz>) -> String {
     use chrono::{Offset, TimeZone};
+    let mut s = String::with_capacity(32);
+    match (with_zone, zone) {
+        (false, _) => write_timestamp(&mut s, utc, None),
+        (true, None) => write_timestamp(&mut s, utc, Some(0)),
+        (true, Some(zone)) => {
+            let secs = zone.offset_from_utc_datetime(utc).fix().local_minus_utc();
+            let local = *utc + chrono::Duration::seconds(secs as i64);
+            write_timestamp(&mut s, &local, Some(secs));
+        }
+    }
+    s
+}
+
+fn text_of(array: &ArrayRef, zone: Option<&Tz>) -> Result<datafusion::arrow::array::StringArray> {
     let mut out = StringBuilder::with_capacity(array.len(), array.len() * 24);
     for row in 0..array.len() {
         if array.is_null(row) {
@@ -96,20 +108,7 @@ fn text_of(array: &ArrayRef, zone: Option<&Tz>) -> Result<datafusion::arrow::arr
         }
         match array.data_type() {
             DataType::Timestamp(unit, tz) => match timestamp_value(array, row, unit) {
-                Some(utc) => {
-                    let mut s = String::with_capacity(32);
-                    match (tz, zone) {
-                        (None, _) => write_timestamp(&mut s, &utc, None),
-                        (Some(_), None) => write_timestamp(&mut s, &utc, Some(0)),
-                        (Some(_), Some(zone)) => {
-                            let offset = zone.offset_from_utc_datetime(&utc).fix();
-                            let secs = offset.local_minus_utc();
-                            let local = utc + chrono::Duration::seconds(secs as i64);
-                            write_timestamp(&mut s, &local, Some(secs));
-                        }
-                    }
-                    out.append_value(s);
-                }
+                Some(utc) => out.append_value(timestamp_text(&utc, tz.is_some(), zone)),
                 None => out.append_null(),
             },
             DataType::Decimal128(p, s) => {
