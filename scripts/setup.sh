@@ -20,6 +20,9 @@ install_system_packages() {
   command -v cc >/dev/null 2>&1 || missing+=(build-essential)
   command -v make >/dev/null 2>&1 || missing+=(make)
   command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+  # librdkafka is built from source (bundled) with TLS for SASL_SSL brokers.
+  [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+  [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
   command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
@@ -63,6 +66,22 @@ install_node_modules() {
   export STREAMLAKE_NODE_MODULES="$dir/node_modules"
 }
 
+# tansu, a Kafka-compatible broker, is the real broker of the Kafka tests.
+# Built once (a cheaper release profile: opt-level 1, no LTO; ~10 min on
+# two idle cores) and cached outside the clone.
+install_tansu() {
+  local version="0.6.0" root="$CACHE/tansu-$version"
+  if [ ! -x "$root/bin/tansu" ]; then
+    section "building the tansu broker $version (once; cached in $root)"
+    CARGO_TARGET_DIR="$CACHE/tansu-build" \
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_DEBUG=false \
+      cargo install "tansu@$version" --locked --features dynostore,libsql --root "$root" --quiet
+  fi
+  export STREAMLAKE_TANSU="$root/bin/tansu"
+}
+
 install_system_packages
 install_python_venv
 install_node_modules
+install_tansu

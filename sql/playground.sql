@@ -1,34 +1,57 @@
--- The playground: a few demo tables with rows, created if missing.
--- Run by `streamlake playground` at start; safe to run again.
-CREATE TABLE IF NOT EXISTS symbols (
+-- The playground: trades stream in from the embedded broker's `trades`
+-- topic (with duplicates, out-of-order times and some malformed records);
+-- a silver view deduplicates and validates them, gold views aggregate.
+-- Run by `streamlake playground` on a clean data directory; {{BROKER}} is
+-- the embedded broker's address.
+CREATE TABLE symbols (
     symbol  VARCHAR PRIMARY KEY,
     name    VARCHAR NOT NULL,
     sector  VARCHAR,
     fx_rate NUMERIC(12, 6)
 );
-CREATE TABLE IF NOT EXISTS trades (
-    trade_id VARCHAR PRIMARY KEY,
-    account  VARCHAR NOT NULL,
-    symbol   VARCHAR NOT NULL,
-    amount   NUMERIC(18, 4),
-    status   VARCHAR,
-    ts       TIMESTAMPTZ
-);
-INSERT INTO symbols
-SELECT * FROM (VALUES
+INSERT INTO symbols VALUES
     ('AAPL', 'Apple',     'tech',    1.0),
     ('MSFT', 'Microsoft', 'tech',    1.0),
     ('SAP',  'SAP',       'tech',    1.08),
     ('BMW',  'BMW',       'autos',   1.08),
-    ('NESN', 'Nestle',    'staples', 1.13)
-) AS v(symbol, name, sector, fx_rate)
-WHERE (SELECT count(*) FROM symbols) = 0;
-INSERT INTO trades
-SELECT * FROM (VALUES
-    ('t-1', 'A-17', 'AAPL', 120.5,  'filled',    TIMESTAMPTZ '2026-11-22 09:00:01+00'),
-    ('t-2', 'A-17', 'SAP',  80.0,   'filled',    TIMESTAMPTZ '2026-11-22 09:00:07+00'),
-    ('t-3', 'B-02', 'MSFT', 310.25, 'pending',   TIMESTAMPTZ '2026-11-22 09:00:30+00'),
-    ('t-4', 'B-02', 'BMW',  -5.0,   'cancelled', TIMESTAMPTZ '2026-11-22 09:01:02+00'),
-    ('t-5', 'C-99', 'NESN', 42.0,   'filled',    TIMESTAMPTZ '2026-11-22 09:01:45+00')
-) AS v(trade_id, account, symbol, amount, status, ts)
-WHERE (SELECT count(*) FROM trades) = 0;
+    ('NESN', 'Nestle',    'staples', 1.13);
+
+CREATE SOURCE trades (
+    trade_id VARCHAR,
+    account  VARCHAR,
+    symbol   VARCHAR,
+    amount   NUMERIC(18, 4),
+    status   VARCHAR,
+    ts       TIMESTAMPTZ
+)
+INCLUDE partition AS kafka_partition
+INCLUDE offset    AS kafka_offset
+WITH (
+    connector = 'kafka',
+    topic = 'trades',
+    properties.bootstrap.server = '{{BROKER}}',
+    scan.startup.mode = 'earliest'
+) FORMAT PLAIN ENCODE JSON;
+
+-- silver: first event per trade_id, valid trades only
+CREATE MATERIALIZED VIEW trades_clean AS
+SELECT DISTINCT ON (trade_id) trade_id, account, symbol, amount, ts
+FROM trades
+WHERE amount > 0 AND status <> 'cancelled'
+ORDER BY trade_id, ts;
+
+-- gold: volume per symbol, and per symbol and minute
+CREATE MATERIALIZED VIEW volume_by_symbol AS
+SELECT symbol, count(*) AS trades, sum(amount) AS volume, avg(amount) AS avg_amount,
+       min(amount) AS min_amount, max(amount) AS max_amount
+FROM trades_clean GROUP BY symbol;
+
+CREATE MATERIALIZED VIEW volume_1m AS
+SELECT symbol, window_start, window_end, count(*) AS trades, sum(amount) AS volume
+FROM TUMBLE(trades_clean, ts, INTERVAL '1 minute')
+GROUP BY symbol, window_start, window_end;
+
+-- enrichment with reference data
+CREATE MATERIALIZED VIEW trades_usd AS
+SELECT t.trade_id, t.account, t.symbol, s.sector, t.amount * s.fx_rate AS amount_usd, t.ts
+FROM trades_clean t JOIN symbols s ON t.symbol = s.symbol;

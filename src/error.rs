@@ -66,6 +66,15 @@ pub enum Error {
         sqlstate: &'static str,
         message: String,
     },
+    #[error("{0}")]
+    UndefinedColumn(String),
+    /// A source or other named object that does not exist (42704).
+    #[error("{0}")]
+    UndefinedObject(String),
+    /// A broker that cannot be reached or refuses a request (08001 at
+    /// DDL time: the connection could not be made).
+    #[error("kafka: {0}")]
+    Kafka(String),
     #[error("internal error: {0} (this is a bug)")]
     Internal(String),
 }
@@ -92,6 +101,9 @@ impl Error {
             Error::NumericOverflow(_) => "22003",
             Error::DivisionByZero => "22012",
             Error::ViewError { sqlstate, .. } => sqlstate,
+            Error::UndefinedColumn(_) => "42703",
+            Error::UndefinedObject(_) => "42704",
+            Error::Kafka(_) => "08001",
             Error::Internal(_) => "XX000",
         }
     }

@@ -16,7 +16,9 @@
 
 pub mod catalog;
 pub mod config;
+pub mod connector;
 pub mod error;
+pub mod playground;
 pub mod server;
 pub mod sql;
 pub mod storage;

@@ -45,17 +45,39 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(a) => (a, false),
         Command::Playground(a) => (a, true),
     };
+    let mut args = args;
+    if playground && args.data_dir.is_none() {
+        // The broker is in memory, so the playground starts clean too.
+        let dir = std::path::PathBuf::from("./streamlake-playground");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).context("cleaning ./streamlake-playground")?;
+        }
+        args.data_dir = Some(dir);
+    }
     let config = Config::resolve(&args)?;
+    let broker = if playground {
+        let p = streamlake::playground::start().context("starting the playground broker")?;
+        tracing::info!(broker = %p.bootstrap, topic = "trades",
+            "playground broker running; produce to it with any Kafka client");
+        Some(p)
+    } else {
+        None
+    };
     let engine = Engine::open(&config)
         .await
         .context("opening the warehouse")?;
     let listener = server::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    if playground {
-        streamlake::server::run_script(&engine, PLAYGROUND_SQL)
+    if let Some(p) = &broker {
+        streamlake::server::run_script(&engine, &PLAYGROUND_SQL.replace("{{BROKER}}", &p.bootstrap))
             .await
             .context("running sql/playground.sql")?;
+        tracing::info!(
+            warehouse = %config.warehouse,
+            "playground loaded: try SELECT * FROM volume_by_symbol; SELECT * FROM streamlake.dead_letters; \
+             SELECT * FROM streamlake.source_partitions"
+        );
     }
     let handlers = Arc::new(Handlers::new(&engine, &config));
     tracing::info!(

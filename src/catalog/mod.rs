@@ -25,6 +25,9 @@ use crate::stream::coordinator::BarrierCoordinator;
 use crate::stream::source::TableSource;
 use crate::stream::view::ViewTable;
 
+pub mod source_table;
+pub mod sources;
+pub mod system;
 pub mod views;
 
 /// The tables and views of the one schema `public`.
@@ -32,6 +35,7 @@ pub mod views;
 pub struct LakeSchema {
     tables: RwLock<BTreeMap<String, LakeTable>>,
     views: RwLock<BTreeMap<String, Arc<ViewTable>>>,
+    sources: RwLock<BTreeMap<String, source_table::SourceTable>>,
 }
 
 impl LakeSchema {
@@ -48,6 +52,7 @@ impl LakeSchema {
             .cloned()
             .collect();
         names.extend(self.views.read().expect("schema lock").keys().cloned());
+        names.extend(self.sources.read().expect("schema lock").keys().cloned());
         names.sort();
         names
     }
@@ -69,9 +74,43 @@ impl LakeSchema {
         self.views.read().expect("schema lock").contains_key(name)
     }
 
-    /// Whether a table or a view has this name.
+    /// Whether a table, a view or a source has this name.
     pub fn table_exist_any(&self, name: &str) -> bool {
-        self.tables.read().expect("schema lock").contains_key(name) || self.is_view(name)
+        self.tables.read().expect("schema lock").contains_key(name)
+            || self.is_view(name)
+            || self.source(name).is_some()
+    }
+
+    pub fn source(&self, name: &str) -> Option<source_table::SourceTable> {
+        self.sources.read().expect("schema lock").get(name).cloned()
+    }
+
+    pub fn sources(&self) -> Vec<source_table::SourceTable> {
+        self.sources
+            .read()
+            .expect("schema lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn add_source(&self, name: String, source: source_table::SourceTable) {
+        self.sources.write().expect("schema lock").insert(name, source);
+    }
+
+    fn remove_source(&self, name: &str) -> Option<source_table::SourceTable> {
+        self.sources.write().expect("schema lock").remove(name)
+    }
+
+    /// The relation of that name: a view, a table or a source.
+    pub fn provider(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
+        if let Some(v) = self.view(name) {
+            return Some(v);
+        }
+        if let Some(t) = self.get(name) {
+            return Some(Arc::new(t));
+        }
+        self.source(name).map(|s| Arc::new(s) as Arc<dyn TableProvider>)
     }
 
     fn add_view(&self, name: String, view: Arc<ViewTable>) {
@@ -103,12 +142,7 @@ impl SchemaProvider for LakeSchema {
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
-        if let Some(v) = self.views.read().expect("schema lock").get(name) {
-            return Ok(Some(v.clone() as Arc<dyn TableProvider>));
-        }
-        Ok(self
-            .get(name)
-            .map(|t| Arc::new(t) as Arc<dyn TableProvider>))
+        Ok(self.provider(name))
     }
 
     fn register_table(
@@ -146,6 +180,12 @@ pub struct Lake {
     /// here; the rebuilder re-creates them from their inputs.
     rebuild_tx: tokio::sync::mpsc::UnboundedSender<String>,
     rebuild_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
+    /// `streamlake.dead_letters`, shared by every reader.
+    dead_letters: Arc<crate::stream::dead_letters::DeadLetters>,
+    /// Every Kafka reader's live state (`streamlake.source_partitions`).
+    readers: Arc<system::Readers>,
+    /// The readers of connector tables, by table name.
+    ingests: std::sync::Mutex<HashMap<String, Arc<crate::stream::ingest::ConnectorIngest>>>,
 }
 
 impl std::fmt::Debug for Lake {
@@ -183,7 +223,10 @@ impl Lake {
             "catalog loaded"
         );
         let (rebuild_tx, rebuild_rx) = tokio::sync::mpsc::unbounded_channel();
-        Ok(Arc::new(Lake {
+        let dead_letters = Arc::new(crate::stream::dead_letters::DeadLetters::new(
+            Self::open_dead_letters(&warehouse).await?,
+        ));
+        let lake = Arc::new(Lake {
             warehouse,
             public,
             ddl: Mutex::new(()),
@@ -193,7 +236,42 @@ impl Lake {
             coordinator,
             rebuild_tx,
             rebuild_rx: std::sync::Mutex::new(Some(rebuild_rx)),
-        }))
+            dead_letters,
+            readers: Arc::new(system::Readers::default()),
+            ingests: std::sync::Mutex::new(HashMap::new()),
+        });
+        lake.restore_sources().await?;
+        Ok(lake)
+    }
+
+    async fn open_dead_letters(warehouse: &Arc<Warehouse>) -> Result<LakeTable> {
+        let ident = TableIdent::new(
+            NamespaceIdent::new("streamlake".into()),
+            "dead_letters".into(),
+        );
+        let table = if warehouse.table_exists(&ident).await? {
+            warehouse.load_table(&ident).await?
+        } else {
+            warehouse
+                .create_table(
+                    &ident,
+                    crate::stream::dead_letters::schema()?,
+                    HashMap::from([(
+                        crate::storage::table::WRITTEN_BY_PROPERTY.to_string(),
+                        "streamlake (the records sources could not read)".to_string(),
+                    )]),
+                )
+                .await?
+        };
+        LakeTable::new(warehouse.clone(), table)
+    }
+
+    /// Schema `streamlake` (system tables).
+    pub fn system_schema(&self) -> Arc<system::SystemSchema> {
+        Arc::new(system::SystemSchema {
+            dead_letters: self.dead_letters.table().clone(),
+            readers: self.readers.clone(),
+        })
     }
 
     pub fn schema(&self) -> Arc<LakeSchema> {
@@ -267,6 +345,7 @@ impl Lake {
                 ),
             });
         }
+        self.stop_ingest(name).await;
         self.warehouse.drop_table(&table.ident()).await?;
         self.coordinator.remove_source(name);
         self.public

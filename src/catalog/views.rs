@@ -344,6 +344,7 @@ impl super::Lake {
     /// stopped and is not rebuilt yet, rather than answer as if its stale
     /// rows were current.
     pub async fn flush(&self) -> Result<Epoch> {
+        self.catch_up_and_commit().await?;
         let epoch = self.end_epoch().await?;
         for (name, _) in self.public.view_definitions() {
             if let Some(why) = self.public.view(&name).and_then(|v| v.contents.failure()) {

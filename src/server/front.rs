@@ -151,6 +151,26 @@ enum Special {
     ShowViews,
     /// SHOW CREATE MATERIALIZED VIEW name (folded like an identifier).
     ShowCreate(String),
+    /// CREATE SOURCE, or CREATE TABLE … WITH (connector = …).
+    CreateSource,
+    DropSource {
+        name: String,
+        if_exists: bool,
+        cascade: bool,
+    },
+    ShowSources,
+    ShowCreateSource(String),
+}
+
+/// A name as written: quoted names keep their case, others are folded.
+fn fold_name(raw: &str) -> String {
+    match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => raw
+            .strip_prefix("public.")
+            .unwrap_or(raw)
+            .to_lowercase(),
+    }
 }
 
 fn special(query: &str) -> Option<Special> {
@@ -167,6 +187,37 @@ fn special(query: &str) -> Option<Special> {
         .as_slice()
     {
         ["flush"] => Some(Special::Flush),
+        ["show", "sources"] => Some(Special::ShowSources),
+        ["show", "create", "source", _] => {
+            let raw = query.trim().trim_end_matches(';').split_whitespace().last().unwrap_or_default();
+            Some(Special::ShowCreateSource(fold_name(raw)))
+        }
+        ["drop", "source", rest @ ..] => {
+            let raw: Vec<&str> = query.trim().trim_end_matches(';').split_whitespace().skip(2).collect();
+            let (if_exists, skip) = match rest {
+                ["if", "exists", ..] => (true, 2),
+                _ => (false, 0),
+            };
+            let names = &raw[skip..];
+            let (cascade, names) = match names.last().map(|w| w.to_ascii_lowercase()) {
+                Some(w) if w == "cascade" => (true, &names[..names.len() - 1]),
+                Some(w) if w == "restrict" => (false, &names[..names.len() - 1]),
+                _ => (false, names),
+            };
+            match names {
+                [name] => Some(Special::DropSource {
+                    name: fold_name(name),
+                    if_exists,
+                    cascade,
+                }),
+                _ => None,
+            }
+        }
+        ["create", "source", ..] | ["create", "table", ..]
+            if crate::sql::source_ddl::is_source_ddl(query) =>
+        {
+            Some(Special::CreateSource)
+        }
         ["show", "materialized", "views"] => Some(Special::ShowViews),
         ["show", "create", "materialized", "view", _] => {
             let raw = query
@@ -187,7 +238,7 @@ fn special(query: &str) -> Option<Special> {
 
 /// Splits a script at top-level semicolons (outside quotes and comments);
 /// empty pieces are dropped.
-fn split_statements(query: &str) -> Vec<&str> {
+pub(crate) fn split_statements(query: &str) -> Vec<&str> {
     let b = query.as_bytes();
     let mut pieces = Vec::new();
     let (mut start, mut i) = (0, 0);
@@ -291,6 +342,40 @@ fn show_create(lake: &Lake, name: &str) -> PgWireResult<String> {
 }
 
 impl FrontDoor {
+    /// CREATE SOURCE (and connector tables) and DROP SOURCE.
+    async fn source_ddl(&self, ddl: Special, sql: &str) -> PgWireResult<Response> {
+        use pgwire::api::results::Tag;
+        let to_pg = crate::server::errors::to_pg;
+        match ddl {
+            Special::CreateSource => {
+                let is_table = sql
+                    .split_whitespace()
+                    .nth(1)
+                    .is_some_and(|w| w.eq_ignore_ascii_case("table"));
+                self.lake.create_source(sql).await.map_err(to_pg)?;
+                Ok(Response::Execution(Tag::new(if is_table {
+                    "CREATE TABLE"
+                } else {
+                    "CREATE SOURCE"
+                })))
+            }
+            Special::DropSource {
+                name,
+                if_exists,
+                cascade,
+            } => {
+                self.lake
+                    .drop_source(&name, if_exists, cascade)
+                    .await
+                    .map_err(to_pg)?;
+                Ok(Response::Execution(Tag::new("DROP SOURCE")))
+            }
+            _ => Err(to_pg(crate::error::Error::Internal(
+                "not a source statement".into(),
+            ))),
+        }
+    }
+
     async fn flush(&self) -> PgWireResult<Response> {
         self.lake
             .flush()
@@ -328,6 +413,24 @@ impl SimpleQueryHandler for FrontDoor {
                     responses.extend(
                         SimpleQueryHandler::do_query(self.session.as_ref(), client, &sql).await?,
                     );
+                }
+                Some(Special::ShowSources) => {
+                    let sql = self.lake.show_sources_sql();
+                    responses.extend(
+                        SimpleQueryHandler::do_query(self.session.as_ref(), client, &sql).await?,
+                    );
+                }
+                Some(Special::ShowCreateSource(name)) => {
+                    let sql = self
+                        .lake
+                        .show_create_source_sql(&name)
+                        .map_err(crate::server::errors::to_pg)?;
+                    responses.extend(
+                        SimpleQueryHandler::do_query(self.session.as_ref(), client, &sql).await?,
+                    );
+                }
+                Some(ddl @ (Special::CreateSource | Special::DropSource { .. })) => {
+                    responses.push(self.source_ddl(ddl, piece).await?);
                 }
                 None => {
                     let piece = mend(piece);
@@ -380,6 +483,21 @@ impl QueryParser for MendingParser {
             Some(Special::ShowCreate(name)) => {
                 let sql = show_create(&self.lake, &name)?;
                 return self.inner.parse_sql(client, &sql, types).await;
+            }
+            Some(Special::ShowSources) => {
+                let sql = self.lake.show_sources_sql();
+                return self.inner.parse_sql(client, &sql, types).await;
+            }
+            Some(Special::ShowCreateSource(name)) => {
+                let sql = self
+                    .lake
+                    .show_create_source_sql(&name)
+                    .map_err(crate::server::errors::to_pg)?;
+                return self.inner.parse_sql(client, &sql, types).await;
+            }
+            // Carried to do_query by its text, with no plan.
+            Some(Special::CreateSource | Special::DropSource { .. }) => {
+                return Ok((sql.to_string(), None));
             }
             None => {}
         }
@@ -501,8 +619,15 @@ impl ExtendedQueryHandler for FrontDoor {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if portal.statement.statement.1.is_none() && portal.statement.statement.0 == "FLUSH" {
-            return self.flush().await;
+        if portal.statement.statement.1.is_none() {
+            let text = &portal.statement.statement.0;
+            match special(text) {
+                Some(Special::Flush) => return self.flush().await,
+                Some(ddl @ (Special::CreateSource | Special::DropSource { .. })) => {
+                    return self.source_ddl(ddl, text).await;
+                }
+                _ => {}
+            }
         }
         ExtendedQueryHandler::do_query(self.session.as_ref(), client, portal, max_rows).await
     }

@@ -86,6 +86,7 @@ impl Engine {
         ctx.add_analyzer_rule(Arc::new(crate::sql::pg_text_cast::PgTextCast::default()));
         let catalog = MemoryCatalogProvider::new();
         catalog.register_schema("public", lake.schema())?;
+        catalog.register_schema("streamlake", lake.system_schema())?;
         ctx.register_catalog(DATABASE, Arc::new(catalog));
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
             .map_err(|e| Error::DataFusion(*e))?;
@@ -118,12 +119,7 @@ impl Engine {
         let schema = lake.schema();
         let resolve: crate::sql::windows::Resolver = Arc::new(move |name: &str| {
             let name = name.strip_prefix("public.").unwrap_or(name);
-            match schema.view(name) {
-                Some(v) => Some(v as Arc<dyn datafusion::catalog::TableProvider>),
-                None => schema
-                    .get(name)
-                    .map(|t| Arc::new(t) as Arc<dyn datafusion::catalog::TableProvider>),
-            }
+            schema.provider(name)
         });
         // DataFusion looks table functions up by the name as written.
         for (name, kind) in [
@@ -144,6 +140,7 @@ impl Engine {
         }
         lake.restore_views(&ctx).await?;
         lake.start_rebuilder(ctx.clone());
+        lake.start_connector_checkpoints();
         // Periodic barriers keep views fresh without FLUSH.
         let ticker = Arc::downgrade(&lake);
         tokio::spawn(async move {
@@ -151,7 +148,7 @@ impl Engine {
             loop {
                 interval.tick().await;
                 let Some(lake) = ticker.upgrade() else { break };
-                if let Err(e) = lake.flush().await {
+                if let Err(e) = lake.end_epoch().await {
                     tracing::warn!(error = %e, "periodic barrier failed");
                 }
             }
@@ -312,13 +309,19 @@ pub async fn run_script(engine: &Engine, sql: &str) -> Result<()> {
     let hook = hook::LakeHook {
         lake: engine.lake.clone(),
     };
-    let statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})
-        .map_err(|e| Error::Syntax(e.to_string()))?;
-    for statement in statements {
-        match statement {
-            DFStatement::Statement(s) => hook.execute(&s, &engine.ctx).await?,
-            other => {
-                engine.ctx.sql(&other.to_string()).await?.collect().await?;
+    for piece in front::split_statements(sql) {
+        if crate::sql::source_ddl::is_source_ddl(piece) {
+            engine.lake.create_source(piece).await?;
+            continue;
+        }
+        let statements = DFParser::parse_sql_with_dialect(piece, &PostgreSqlDialect {})
+            .map_err(|e| Error::Syntax(e.to_string()))?;
+        for statement in statements {
+            match statement {
+                DFStatement::Statement(s) => hook.execute(&s, &engine.ctx).await?,
+                other => {
+                    engine.ctx.sql(&other.to_string()).await?.collect().await?;
+                }
             }
         }
     }

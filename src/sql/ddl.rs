@@ -97,6 +97,7 @@ pub fn iceberg_type(sql_type: &str) -> Result<PrimitiveType> {
 }
 
 /// A column list with its primary key, ready to become an Iceberg schema.
+#[derive(Debug)]
 pub struct TableDef {
     pub schema_name: String,
     pub name: String,

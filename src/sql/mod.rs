@@ -6,6 +6,7 @@ pub mod checked_arithmetic;
 pub mod columnar;
 pub mod copy_format;
 pub mod ddl;
+pub mod source_ddl;
 pub mod int_literals;
 pub mod literals;
 pub mod pg_aggregates;

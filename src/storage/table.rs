@@ -94,6 +94,8 @@ struct TableInner {
     writer: Mutex<WriterState>,
     /// Hears of every commit of a statement (the table's change feed).
     observer: std::sync::OnceLock<Arc<dyn CommitObserver>>,
+    /// See [`LakeTable::written_by`].
+    written_by: Option<String>,
 }
 
 /// What one committed statement changed, as reported to the table's
@@ -169,6 +171,11 @@ impl LakeTable {
                 datafusion::common::Constraint::PrimaryKey(primary_key.clone()),
             ]))
         };
+        let written_by = table
+            .metadata()
+            .properties()
+            .get(WRITTEN_BY_PROPERTY)
+            .cloned();
         Ok(LakeTable {
             inner: Arc::new(TableInner {
                 name: table.identifier().name().to_string(),
@@ -179,8 +186,15 @@ impl LakeTable {
                 current: RwLock::new(table),
                 writer: Mutex::new(WriterState::default()),
                 observer: std::sync::OnceLock::new(),
+                written_by,
             }),
         })
+    }
+
+    /// Who writes the table when statements may not (a connector table's
+    /// topic, a system table): INSERT, UPDATE, DELETE and COPY are refused.
+    pub fn written_by(&self) -> Option<&str> {
+        self.inner.written_by.as_deref()
     }
 
     pub fn name(&self) -> &str {
@@ -204,6 +218,30 @@ impl LakeTable {
     /// Appends the stream's rows in one commit; returns the row count.
     pub async fn append(&self, stream: SendableRecordBatchStream) -> Result<u64> {
         self.inner.append(stream).await
+    }
+
+    /// A writer of new data files for rows committed later by
+    /// [`LakeTable::commit_staged`] (a connector table stages what it reads
+    /// between checkpoints in files, never in memory).
+    pub async fn stage(&self) -> Result<FileWriter> {
+        FileWriter::new(&self.inner.snapshot(), self.inner.schema.clone()).await
+    }
+
+    /// Commits staged files as one append snapshot with `properties` in its
+    /// summary (keys under [`CARRIED_PREFIX`] stay on later snapshots), and
+    /// feeds the observer from the committed files. Nothing is committed
+    /// when there are no files and no properties changed.
+    pub async fn commit_staged(
+        &self,
+        files: Vec<iceberg::spec::DataFile>,
+        properties: HashMap<String, String>,
+    ) -> Result<()> {
+        self.inner.commit_staged(files, properties).await
+    }
+
+    /// The Arrow schema rows are written in.
+    pub fn arrow_schema(&self) -> SchemaRef {
+        self.inner.schema.clone()
     }
 
     /// Commits one epoch of a view (see [`ViewCommit`]); returns the data
@@ -427,7 +465,18 @@ impl TableInner {
         }
     }
 
+    fn check_writable(&self) -> Result<()> {
+        match &self.written_by {
+            Some(by) => Err(Error::FeatureNotSupported(format!(
+                "cannot change \"{}\": it is append-only, written by {by}",
+                self.name
+            ))),
+            None => Ok(()),
+        }
+    }
+
     async fn append(&self, mut stream: SendableRecordBatchStream) -> Result<u64> {
+        self.check_writable()?;
         let mut state = self.writer.lock().await;
         let table = self.snapshot();
         let mut writer = FileWriter::new(&table, self.schema.clone()).await?;
@@ -474,7 +523,7 @@ impl TableInner {
         };
         let change = Change {
             added,
-            properties: HashMap::from([("streamlake.statement".into(), "insert".into())]),
+            properties: carried_properties(&table, "insert"),
             ..Default::default()
         };
         self.commit_change(&mut state, &table, change).await?;
@@ -495,6 +544,41 @@ impl TableInner {
             tracing::warn!(table = %self.name, error = %e, "compaction failed; will retry later");
         }
         Ok(rows)
+    }
+
+    async fn commit_staged(
+        &self,
+        files: Vec<iceberg::spec::DataFile>,
+        properties: HashMap<String, String>,
+    ) -> Result<()> {
+        let mut state = self.writer.lock().await;
+        let table = self.snapshot();
+        let mut props = carried_properties(&table, "ingest");
+        let unchanged = properties.iter().all(|(k, v)| props.get(k) == Some(v));
+        if files.is_empty() && unchanged {
+            return Ok(());
+        }
+        props.extend(properties);
+        let added_files: Vec<String> = files.iter().map(|f| f.file_path().to_string()).collect();
+        let change = Change {
+            added: files,
+            properties: props,
+            ..Default::default()
+        };
+        self.commit_change(&mut state, &table, change).await?;
+        if self.reporting() && !added_files.is_empty() {
+            self.report(CommitReport {
+                added_files,
+                table: Some(self.snapshot()),
+                schema: Some(self.schema.clone()),
+                ..Default::default()
+            })
+            .await;
+        }
+        if let Err(e) = self.maybe_compact(&mut state).await {
+            tracing::warn!(table = %self.name, error = %e, "compaction failed; will retry later");
+        }
+        Ok(())
     }
 
     /// Commits one epoch of a view: its new rows, the positions of the
@@ -558,6 +642,7 @@ impl TableInner {
         predicate: Option<Arc<dyn PhysicalExpr>>,
         assignments: Vec<(usize, Arc<dyn PhysicalExpr>)>,
     ) -> Result<u64> {
+        self.check_writable()?;
         let mut state = self.writer.lock().await;
         let table = self.snapshot();
         let is_update = !assignments.is_empty();
@@ -642,10 +727,7 @@ impl TableInner {
         let change = Change {
             added: writer.finish().await?,
             removed,
-            properties: HashMap::from([(
-                "streamlake.statement".into(),
-                if is_update { "update" } else { "delete" }.into(),
-            )]),
+            properties: carried_properties(&table, if is_update { "update" } else { "delete" }),
             rewrite_only: false,
             ..Default::default()
         };
@@ -708,7 +790,7 @@ impl TableInner {
         let change = Change {
             added: writer.finish().await?,
             removed,
-            properties: HashMap::from([("streamlake.statement".into(), "compact".into())]),
+            properties: carried_properties(&table, "compact"),
             rewrite_only: true,
             ..Default::default()
         };
@@ -961,4 +1043,38 @@ impl DataSink for LakeSink {
         };
         result.map_err(Error::into_datafusion)
     }
+}
+
+/// Table property naming who writes a table that statements may not
+/// change (a connector table: `kafka topic "t"`).
+pub const WRITTEN_BY_PROPERTY: &str = "streamlake.written_by";
+
+/// Snapshot-summary keys that say where a table is (`streamlake.offsets`,
+/// dead-letter positions): a snapshot that does not change them — a
+/// compaction — carries them over, so the current snapshot always answers.
+pub const CARRIED_PREFIX: &str = "streamlake.carry.";
+
+fn carried_properties(table: &Table, statement: &str) -> HashMap<String, String> {
+    let mut props: HashMap<String, String> = table
+        .metadata()
+        .current_snapshot()
+        .map(|s| {
+            s.summary()
+                .additional_properties
+                .iter()
+                .filter(|(k, _)| k.starts_with(CARRIED_PREFIX))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    props.insert("streamlake.statement".into(), statement.into());
+    props
+}
+
+/// A carried snapshot-summary value of the table's current snapshot.
+pub fn carried(table: &Table, key: &str) -> Option<String> {
+    table
+        .metadata()
+        .current_snapshot()
+        .and_then(|s| s.summary().additional_properties.get(key).cloned())
 }

@@ -85,9 +85,16 @@ impl Warehouse {
             location: config.warehouse.clone(),
         };
         wh.ensure_namespace("public").await?;
+        wh.ensure_namespace("streamlake").await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS streamlake_counters \
              (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+        )
+        .execute(&wh.pool)
+        .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS streamlake_sources \
+             (name TEXT PRIMARY KEY, definition TEXT NOT NULL, start_offsets TEXT NOT NULL)",
         )
         .execute(&wh.pool)
         .await?;
@@ -199,5 +206,35 @@ impl Warehouse {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Records a source: its statement and resolved start offsets (JSON).
+    pub async fn save_source(&self, name: &str, definition: &str, start: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO streamlake_sources (name, definition, start_offsets) VALUES (?, ?, ?)",
+        )
+        .bind(name)
+        .bind(definition)
+        .bind(start)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_source(&self, name: &str) -> Result<()> {
+        sqlx::query("DELETE FROM streamlake_sources WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every source: (name, statement, start offsets).
+    pub async fn load_sources(&self) -> Result<Vec<(String, String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT name, definition, start_offsets FROM streamlake_sources ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 }

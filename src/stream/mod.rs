@@ -27,8 +27,11 @@
 
 pub mod chunk;
 pub mod coordinator;
+pub mod dead_letters;
 pub mod exact;
 pub mod graph;
+pub mod ingest;
+pub mod kafka_source;
 pub mod message;
 pub mod operator;
 pub mod ops;

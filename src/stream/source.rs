@@ -49,6 +49,16 @@ pub trait Source: Send + Sync {
 
     /// Places `barrier` into every feed, after every change sent so far.
     async fn inject(&self, barrier: &Barrier);
+
+    /// Returns once every record that was in the source's upstream when
+    /// called (a broker's high watermarks) is in the feeds: FLUSH calls it
+    /// before ending its epoch. A table's feed is always caught up.
+    async fn catch_up(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Stops reading (DROP SOURCE): returns once no more records arrive.
+    async fn stop(&self) {}
 }
 
 /// The change feed of a table: the commits of its statements, as chunks.

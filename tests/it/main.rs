@@ -5,9 +5,11 @@
 mod support;
 
 mod adversarial;
+mod broker;
 mod clients;
 mod concurrency;
 mod faults;
+mod kafka;
 mod oracle;
 mod persistence;
 mod protocol;

@@ -1,0 +1,507 @@
+//! Sources and connector tables in the catalog: `CREATE SOURCE`, `CREATE
+//! TABLE … WITH (connector = …)`, `DROP SOURCE`, their restore at start,
+//! and the checkpoints that commit what connector tables staged.
+//!
+//! A source's definition and its start offsets (resolved at CREATE) are a
+//! row of `streamlake_sources` in the catalog database; a connector
+//! table's are properties of its Iceberg table. Both are re-planned from
+//! the statement text at start.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::{Field, Schema as ArrowSchema};
+use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+use iceberg::{NamespaceIdent, TableIdent};
+
+use crate::catalog::source_table::SourceTable;
+use crate::catalog::system::ReaderEntry;
+use crate::connector::decode::{Encoding, JSONB, TYPE_METADATA_KEY};
+use crate::connector::kafka::options::KafkaOptions;
+use crate::connector::kafka::{SourceSpec, resolve_start};
+use crate::error::{Error, Result};
+use crate::sql::source_ddl::{IncludeKind, SourceDef};
+use crate::storage::table::{LakeTable, WRITTEN_BY_PROPERTY};
+use crate::stream::ingest::ConnectorIngest;
+use crate::stream::kafka_source::KafkaSource;
+use crate::stream::source::{Source, TableSource};
+
+/// Table property: the `CREATE TABLE` statement of a connector table.
+pub const CONNECTOR_SQL_PROPERTY: &str = "streamlake.connector.sql";
+/// Table property: the start offsets resolved at CREATE (JSON).
+pub const CONNECTOR_START_PROPERTY: &str = "streamlake.connector.start";
+/// How often connector tables commit what they staged.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The Iceberg schema of a source: declared columns, then INCLUDE columns.
+fn full_schema(def: &SourceDef) -> Result<Schema> {
+    let mut fields: Vec<_> = def.table.schema.as_struct().fields().to_vec();
+    let mut next_id = fields.iter().map(|f| f.id).max().unwrap_or(0) + 1;
+    for inc in &def.includes {
+        if fields.iter().any(|f| f.name == inc.column) {
+            return Err(Error::Syntax(format!(
+                "column \"{}\" specified more than once",
+                inc.column
+            )));
+        }
+        let t = match inc.kind {
+            IncludeKind::Partition => PrimitiveType::Int,
+            IncludeKind::Offset => PrimitiveType::Long,
+            IncludeKind::Timestamp => PrimitiveType::Timestamptz,
+            IncludeKind::Key | IncludeKind::Header(_) => PrimitiveType::Binary,
+            IncludeKind::Headers => PrimitiveType::String,
+        };
+        fields.push(NestedField::optional(next_id, inc.column.clone(), Type::Primitive(t)).into());
+        next_id += 1;
+    }
+    Ok(Schema::builder().with_fields(fields).build()?)
+}
+
+/// The reader's view of a source definition.
+fn spec_of(def: &SourceDef) -> Result<SourceSpec> {
+    match def.connector() {
+        Some("kafka") => {}
+        Some(other) => {
+            return Err(Error::FeatureNotSupported(format!(
+                "connector '{other}' is not supported; valid: kafka"
+            )));
+        }
+        None => {
+            return Err(Error::InvalidParameter(
+                "option connector is required (connector = 'kafka')".into(),
+            ));
+        }
+    }
+    let options = KafkaOptions::parse(&def.options)?;
+    let format = def.format.as_ref().ok_or_else(|| {
+        Error::Syntax("a Kafka source needs FORMAT PLAIN ENCODE JSON | CSV".into())
+    })?;
+    if format.format != "plain" {
+        return Err(Error::FeatureNotSupported(format!(
+            "FORMAT {} is not supported; valid: PLAIN",
+            format.format.to_uppercase()
+        )));
+    }
+    let encoding = match format.encode.as_str() {
+        "json" => {
+            if let Some(k) = format.options.keys().next() {
+                return Err(Error::InvalidParameter(format!(
+                    "unknown ENCODE JSON option \"{k}\"; it takes none"
+                )));
+            }
+            Encoding::Json
+        }
+        "csv" => {
+            for k in format.options.keys() {
+                if k != "delimiter" && k != "without_header" {
+                    return Err(Error::InvalidParameter(format!(
+                        "unknown ENCODE CSV option \"{k}\"; valid: delimiter, without_header"
+                    )));
+                }
+            }
+            let delimiter = match format.options.get("delimiter").map(String::as_bytes) {
+                None => b',',
+                Some([d]) => *d,
+                Some(_) => {
+                    return Err(Error::InvalidParameter(
+                        "ENCODE CSV delimiter must be one character".into(),
+                    ));
+                }
+            };
+            let without_header = match format.options.get("without_header").map(|s| s.to_lowercase()) {
+                None => false,
+                Some(v) if v == "true" => true,
+                Some(v) if v == "false" => false,
+                Some(v) => {
+                    return Err(Error::InvalidParameter(format!(
+                        "ENCODE CSV without_header must be true or false, not \"{v}\""
+                    )));
+                }
+            };
+            Encoding::Csv {
+                delimiter,
+                without_header,
+            }
+        }
+        other => {
+            return Err(Error::FeatureNotSupported(format!(
+                "ENCODE {} is not supported; valid: JSON, CSV",
+                other.to_uppercase()
+            )));
+        }
+    };
+    let iceberg_schema = full_schema(def)?;
+    let arrow = iceberg::arrow::schema_to_arrow_schema(&iceberg_schema)?;
+    let fields: Vec<Field> = arrow
+        .fields()
+        .iter()
+        .map(|f| {
+            if def.jsonb_columns.contains(f.name()) {
+                let mut md = f.metadata().clone();
+                md.insert(TYPE_METADATA_KEY.into(), JSONB.into());
+                f.as_ref().clone().with_metadata(md)
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    Ok(SourceSpec {
+        name: def.name().to_string(),
+        options,
+        schema: Arc::new(ArrowSchema::new(fields)),
+        payload: def.table.schema.as_struct().fields().len(),
+        includes: def.includes.iter().map(|i| i.kind.clone()).collect(),
+        encoding,
+    })
+}
+
+fn offsets_json(o: &BTreeMap<i32, i64>) -> String {
+    serde_json::to_string(o).expect("plain map")
+}
+
+fn parse_offsets(s: &str) -> Result<BTreeMap<i32, i64>> {
+    serde_json::from_str(s).map_err(|e| Error::Internal(format!("bad stored offsets {s}: {e}")))
+}
+
+impl super::Lake {
+    /// `CREATE SOURCE` or a connector `CREATE TABLE`; false if it existed
+    /// and IF NOT EXISTS was given.
+    pub async fn create_source(&self, sql: &str) -> Result<bool> {
+        let def = crate::sql::source_ddl::parse(sql)?;
+        Self::check_schema(&def.table.schema_name)?;
+        let spec = spec_of(&def)?;
+        if def.is_table && !def.table.schema.identifier_field_ids().collect::<Vec<_>>().is_empty() {
+            return Err(Error::FeatureNotSupported(
+                "a connector table is append-only: PRIMARY KEY is not supported with FORMAT PLAIN"
+                    .into(),
+            ));
+        }
+        let _guard = self.ddl.lock().await;
+        if self.public.table_exist_any(def.name()) || self.is_broken_view(def.name()) {
+            if def.if_not_exists {
+                return Ok(false);
+            }
+            return Err(Error::DuplicateTable(def.name().to_string()));
+        }
+        // Fails within seconds on an unreachable broker or unknown topic.
+        let start = {
+            let spec = spec.clone();
+            tokio::task::spawn_blocking(move || resolve_start(&spec))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??
+        };
+        let name = def.name().to_string();
+        if def.is_table {
+            let ident = TableIdent::new(NamespaceIdent::new("public".into()), name.clone());
+            let props = HashMap::from([
+                (
+                    WRITTEN_BY_PROPERTY.to_string(),
+                    format!("kafka topic \"{}\"", spec.options.topic),
+                ),
+                (CONNECTOR_SQL_PROPERTY.to_string(), sql.trim().to_string()),
+                (CONNECTOR_START_PROPERTY.to_string(), offsets_json(&start)),
+            ]);
+            let table = self
+                .warehouse
+                .create_table(&ident, full_schema(&def)?, props)
+                .await?;
+            let lake_table = LakeTable::new(self.warehouse.clone(), table)?;
+            if let Err(e) = self.start_connector_table(spec, lake_table.clone(), start) {
+                let _ = self.warehouse.drop_table(&ident).await;
+                return Err(e);
+            }
+            tracing::info!(table = %name, "connector table created");
+        } else {
+            self.warehouse
+                .save_source(&name, sql.trim(), &offsets_json(&start))
+                .await?;
+            if let Err(e) = self.start_source(spec, sql.trim(), start) {
+                let _ = self.warehouse.delete_source(&name).await;
+                return Err(e);
+            }
+            tracing::info!(source = %name, "source created");
+        }
+        Ok(true)
+    }
+
+    fn start_source(&self, spec: SourceSpec, sql: &str, start: BTreeMap<i32, i64>) -> Result<()> {
+        let name = spec.name.clone();
+        let topic = spec.options.topic.clone();
+        let source = Arc::new(KafkaSource::start(spec, start, self.dead_letters.clone())?);
+        self.readers.insert(
+            &name,
+            ReaderEntry {
+                topic,
+                status: source.status().clone(),
+            },
+        );
+        self.coordinator
+            .add_source(&name, source.clone() as Arc<dyn Source>);
+        self.public.add_source(
+            name,
+            SourceTable {
+                source,
+                definition: sql.to_string(),
+            },
+        );
+        Ok(())
+    }
+
+    fn start_connector_table(
+        &self,
+        spec: SourceSpec,
+        table: LakeTable,
+        start: BTreeMap<i32, i64>,
+    ) -> Result<()> {
+        let name = spec.name.clone();
+        let topic = spec.options.topic.clone();
+        self.coordinator
+            .add_source(&name, Arc::new(TableSource::new(table.clone())?));
+        let ingest = Arc::new(ConnectorIngest::start(
+            spec,
+            table.clone(),
+            start,
+            self.dead_letters.clone(),
+        )?);
+        self.readers.insert(
+            &name,
+            ReaderEntry {
+                topic,
+                status: ingest.status().clone(),
+            },
+        );
+        self.ingests
+            .lock()
+            .expect("ingests lock")
+            .insert(name.clone(), ingest);
+        self.public
+            .tables
+            .write()
+            .expect("schema lock")
+            .insert(name, table);
+        Ok(())
+    }
+
+    /// Restores the sources of the catalog database and starts the
+    /// connector tables among `tables` (called once at open).
+    pub(super) async fn restore_sources(&self) -> Result<()> {
+        for (name, sql, start) in self.warehouse.load_sources().await? {
+            let restored = crate::sql::source_ddl::parse(&sql)
+                .and_then(|def| spec_of(&def))
+                .and_then(|spec| Ok((spec, parse_offsets(&start)?)))
+                .and_then(|(spec, start)| self.start_source(spec, &sql, start));
+            if let Err(e) = restored {
+                tracing::error!(source = %name, error = %e, "could not restore source; DROP SOURCE removes it");
+            }
+        }
+        for table in self.public.all_tables() {
+            let props = table.properties();
+            let Some(sql) = props.get(CONNECTOR_SQL_PROPERTY) else {
+                continue;
+            };
+            let name = table.name().to_string();
+            let restored = crate::sql::source_ddl::parse(sql)
+                .and_then(|def| spec_of(&def))
+                .and_then(|spec| {
+                    let start = props
+                        .get(CONNECTOR_START_PROPERTY)
+                        .map(|s| parse_offsets(s))
+                        .transpose()?
+                        .unwrap_or_default();
+                    Ok((spec, start))
+                })
+                .and_then(|(spec, start)| {
+                    let ingest = Arc::new(ConnectorIngest::start(
+                        spec.clone(),
+                        table.clone(),
+                        start,
+                        self.dead_letters.clone(),
+                    )?);
+                    self.readers.insert(
+                        &name,
+                        ReaderEntry {
+                            topic: spec.options.topic.clone(),
+                            status: ingest.status().clone(),
+                        },
+                    );
+                    self.ingests
+                        .lock()
+                        .expect("ingests lock")
+                        .insert(name.clone(), ingest);
+                    Ok(())
+                });
+            if let Err(e) = restored {
+                tracing::error!(table = %name, error = %e, "could not restart the connector table's reader; its rows stay readable");
+            }
+        }
+        Ok(())
+    }
+
+    /// `DROP SOURCE`: returns once the reader has stopped.
+    pub async fn drop_source(&self, name: &str, if_exists: bool, cascade: bool) -> Result<bool> {
+        if self.public.source(name).is_none() {
+            if if_exists {
+                return Ok(false);
+            }
+            return Err(Error::UndefinedObject(format!("source \"{name}\" does not exist")));
+        }
+        let dependents = self.dependents(name);
+        if !dependents.is_empty() {
+            if !cascade {
+                return Err(Error::DependentObjects {
+                    what: format!("source {name}"),
+                    detail: format!(
+                        "materialized view {} depends on source {name}",
+                        dependents.join(", ")
+                    ),
+                });
+            }
+            for view in dependents {
+                self.drop_view(&view, true, true).await?;
+            }
+        }
+        let _guard = self.ddl.lock().await;
+        let dependents = self.dependents(name);
+        if !dependents.is_empty() {
+            return Err(Error::DependentObjects {
+                what: format!("source {name}"),
+                detail: format!(
+                    "materialized view {} depends on source {name}",
+                    dependents.join(", ")
+                ),
+            });
+        }
+        let Some(source) = self.public.remove_source(name) else {
+            return Ok(false);
+        };
+        self.coordinator.remove_source(name);
+        source.source.stop().await;
+        self.readers.remove(name);
+        self.warehouse.delete_source(name).await?;
+        // Its dead letters stay in streamlake.dead_letters; a new source of
+        // the same name records its own from scratch.
+        self.dead_letters.forget(name).await;
+        tracing::info!(source = %name, "source dropped");
+        Ok(true)
+    }
+
+    /// Stops a connector table's reader (DROP TABLE).
+    pub(super) async fn stop_ingest(&self, name: &str) {
+        let ingest = self.ingests.lock().expect("ingests lock").remove(name);
+        if let Some(i) = ingest {
+            i.stop().await;
+            self.readers.remove(name);
+            self.dead_letters.forget(name).await;
+        }
+    }
+
+    /// Waits until every Kafka record in the brokers now is in the feeds
+    /// (sources) or staged (connector tables), then commits connector
+    /// tables and dead letters: the part of FLUSH before its epoch.
+    pub async fn catch_up_and_commit(&self) -> Result<()> {
+        let sources = self.public.sources();
+        for s in &sources {
+            s.source.catch_up().await?;
+        }
+        let ingests: Vec<_> = self
+            .ingests
+            .lock()
+            .expect("ingests lock")
+            .values()
+            .cloned()
+            .collect();
+        for i in &ingests {
+            i.catch_up().await?;
+        }
+        self.commit_connectors().await
+    }
+
+    /// Commits what connector tables staged, and dead letters.
+    pub async fn commit_connectors(&self) -> Result<()> {
+        let ingests: Vec<_> = self
+            .ingests
+            .lock()
+            .expect("ingests lock")
+            .values()
+            .cloned()
+            .collect();
+        for i in &ingests {
+            i.checkpoint().await?;
+        }
+        self.dead_letters.commit().await?;
+        for s in self.public.sources() {
+            s.source.commit_group_offsets();
+        }
+        Ok(())
+    }
+
+    /// Commits connector tables and dead letters every
+    /// [`CHECKPOINT_INTERVAL`].
+    pub fn start_connector_checkpoints(self: &Arc<Self>) {
+        let lake = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let every = std::env::var("STREAMLAKE_CONNECTOR_CHECKPOINT_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(CHECKPOINT_INTERVAL, Duration::from_millis);
+            let mut interval = tokio::time::interval(every);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                let Some(lake) = lake.upgrade() else { break };
+                if let Err(e) = lake.commit_connectors().await {
+                    tracing::warn!(error = %e, "connector checkpoint failed; retrying at the next one");
+                }
+            }
+        });
+    }
+
+    /// `SHOW SOURCES`: names and kinds, as a query.
+    pub fn show_sources_sql(&self) -> String {
+        let mut rows: Vec<String> = self
+            .public
+            .sources()
+            .iter()
+            .map(|s| {
+                format!(
+                    "('{}', 'source', '{}')",
+                    s.source.spec().name.replace('\'', "''"),
+                    s.source.spec().options.topic.replace('\'', "''")
+                )
+            })
+            .collect();
+        for (name, i) in self.ingests.lock().expect("ingests lock").iter() {
+            rows.push(format!(
+                "('{}', 'table', '{}')",
+                name.replace('\'', "''"),
+                i.spec().options.topic.replace('\'', "''")
+            ));
+        }
+        rows.sort();
+        if rows.is_empty() {
+            return "SELECT CAST(NULL AS TEXT) AS name, CAST(NULL AS TEXT) AS kind, CAST(NULL AS TEXT) AS topic WHERE false".into();
+        }
+        format!(
+            "SELECT name, kind, topic FROM (VALUES {}) AS s(name, kind, topic) ORDER BY name",
+            rows.join(", ")
+        )
+    }
+
+    /// `SHOW CREATE SOURCE name`, as a query.
+    pub fn show_create_source_sql(&self, name: &str) -> Result<String> {
+        let sql = match self.public.source(name) {
+            Some(s) => s.definition.clone(),
+            None => self
+                .public
+                .get(name)
+                .and_then(|t| t.properties().get(CONNECTOR_SQL_PROPERTY).cloned())
+                .ok_or_else(|| Error::UndefinedObject(format!("source \"{name}\" does not exist")))?,
+        };
+        Ok(format!(
+            "SELECT '{}' AS name, '{}' AS \"create\"",
+            name.replace('\'', "''"),
+            sql.replace('\'', "''")
+        ))
+    }
+}

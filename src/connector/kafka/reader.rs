@@ -1,0 +1,542 @@
+//! The reader of one topic: a thread that polls its partitions from
+//! positions streamlake owns (`assign()`, never `subscribe()`), decodes
+//! records into batches and hands each batch — with the next offset of
+//! every partition and the records that did not decode — to its sink.
+//!
+//! ```text
+//!   broker ─▶ BaseConsumer::poll ─▶ Assembler (payload + INCLUDE columns) ─▶ Delivery ─▶ sink
+//!                                     │ bad record                           (batch, next offsets,
+//!                                     ▼                                       dead letters)
+//!                                  DeadLetter (+ dlq.topic)
+//! ```
+//!
+//! The sink decides what a delivery means (a source feeds its views, a
+//! connector table stages files); it blocks the thread while it is busy,
+//! so a slow pipeline leaves records in the broker (librdkafka's queue is
+//! capped) and memory stays flat. Partitions added to the topic while
+//! running are found by a metadata refresh and start at their earliest
+//! offset. A broker that goes away makes polls fail: the reader logs each
+//! change of state, keeps its positions and resumes where it was.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::connector::kafka::assemble::Assembler;
+use crate::connector::kafka::options::OnError;
+use crate::connector::kafka::SourceSpec;
+use crate::error::{Error, Result};
+
+/// Rows per delivered batch at most.
+pub const BATCH_ROWS: usize = 8192;
+/// A batch that started filling this long ago is delivered even if small,
+/// so a trickle of records still reaches the views promptly.
+const BATCH_LINGER: Duration = Duration::from_millis(50);
+/// How often new partitions are looked for.
+const METADATA_REFRESH: Duration = Duration::from_secs(5);
+
+/// One record that did not become a row.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub source: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Milliseconds since the Unix epoch.
+    pub kafka_timestamp: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub error: String,
+    /// The view whose evaluation failed (NULL for decoding errors).
+    pub view: Option<String>,
+    /// Microseconds since the Unix epoch.
+    pub received_at: i64,
+}
+
+/// What the reader hands its sink: rows, positions after them, and the
+/// dead letters among them.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    pub batch: Option<RecordBatch>,
+    /// Next offset to read, per partition, after this delivery.
+    pub next: BTreeMap<i32, i64>,
+    pub dead: Vec<DeadLetter>,
+}
+
+#[async_trait]
+pub trait ReaderSink: Send + Sync + 'static {
+    /// Whether anyone wants records now (a source nobody reads does not
+    /// consume).
+    fn active(&self) -> bool;
+    /// Takes a delivery; returning is the sink's acknowledgment.
+    async fn deliver(&self, delivery: Delivery);
+}
+
+/// A partition as `streamlake.source_partitions` shows it.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionStatus {
+    /// Next offset to read (everything before it is delivered).
+    pub position: i64,
+    pub high_watermark: Option<i64>,
+    pub state: &'static str,
+    pub last_error: Option<String>,
+}
+
+/// Shared view of a running reader.
+#[derive(Debug, Default)]
+pub struct ReaderStatus {
+    pub partitions: Mutex<BTreeMap<i32, PartitionStatus>>,
+    /// A reader-wide failure (on_error = 'fail', a recreated topic).
+    pub failed: Mutex<Option<String>>,
+    /// Offsets committed durably (a connector table's checkpoint); None
+    /// for a source, whose position is what its views have.
+    pub committed: Mutex<Option<BTreeMap<i32, i64>>>,
+}
+
+impl ReaderStatus {
+    pub fn positions(&self) -> BTreeMap<i32, i64> {
+        self.partitions
+            .lock()
+            .expect("status lock")
+            .iter()
+            .map(|(p, s)| (*p, s.position))
+            .collect()
+    }
+}
+
+/// A running reader; dropping it does not stop it, [`ReaderHandle::stop`] does.
+pub struct ReaderHandle {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub status: Arc<ReaderStatus>,
+    pub consumer: Arc<BaseConsumer>,
+}
+
+impl ReaderHandle {
+    /// Stops the thread and waits for it (blocking: call from
+    /// `spawn_blocking`). No delivery starts after this returns.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts reading `spec`'s topic at `positions` (per partition; partitions
+/// found later start at their earliest offset).
+pub fn start(
+    spec: Arc<SourceSpec>,
+    group: &str,
+    positions: BTreeMap<i32, i64>,
+    sink: Arc<dyn ReaderSink>,
+) -> Result<ReaderHandle> {
+    let consumer: BaseConsumer = spec
+        .options
+        .consumer_config(group)
+        .create()
+        .map_err(|e| Error::Kafka(e.to_string()))?;
+    let consumer = Arc::new(consumer);
+    let status = Arc::new(ReaderStatus::default());
+    {
+        let mut parts = status.partitions.lock().expect("status lock");
+        for (p, o) in &positions {
+            parts.insert(
+                *p,
+                PartitionStatus {
+                    position: *o,
+                    state: "reading",
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let dlq = match &spec.options.dlq_topic {
+        Some(_) => Some(
+            spec.options
+                .producer_config()
+                .create::<ThreadedProducer<DefaultProducerContext>>()
+                .map_err(|e| Error::Kafka(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let thread = {
+        let (consumer, status, stop) = (consumer.clone(), status.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("kafka-{}", spec.name))
+            .spawn(move || {
+                let mut r = Reader {
+                    assembler: match Assembler::new(
+                        spec.schema.clone(),
+                        spec.payload,
+                        &spec.includes,
+                        spec.encoding.clone(),
+                    ) {
+                        Ok(a) => a,
+                        Err(e) => {
+                            *status.failed.lock().expect("status lock") = Some(e.to_string());
+                            return;
+                        }
+                    },
+                    spec,
+                    consumer,
+                    status,
+                    positions,
+                    sink,
+                    dlq,
+                    dead: Vec::new(),
+                    dirty: false,
+                    first_pending: None,
+                    runtime,
+                };
+                r.run(&stop);
+            })
+            .map_err(Error::Io)?
+    };
+    Ok(ReaderHandle {
+        stop,
+        thread: Some(thread),
+        status,
+        consumer,
+    })
+}
+
+struct Reader {
+    spec: Arc<SourceSpec>,
+    consumer: Arc<BaseConsumer>,
+    status: Arc<ReaderStatus>,
+    positions: BTreeMap<i32, i64>,
+    sink: Arc<dyn ReaderSink>,
+    assembler: Assembler,
+    dlq: Option<ThreadedProducer<DefaultProducerContext>>,
+    dead: Vec<DeadLetter>,
+    /// Positions moved since the last delivery.
+    dirty: bool,
+    first_pending: Option<Instant>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Reader {
+    fn run(&mut self, stop: &AtomicBool) {
+        let topic = self.spec.options.topic.clone();
+        let mut assigned = false;
+        let mut last_refresh: Option<Instant> = None;
+        let mut broker_error: Option<String> = None;
+        let mut last_status = Instant::now();
+        while !stop.load(Ordering::SeqCst) {
+            if self.status.failed.lock().expect("status lock").is_some() {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            if !self.sink.active() {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            if last_refresh.is_none_or(|t| t.elapsed() >= METADATA_REFRESH) {
+                last_refresh = Some(Instant::now());
+                match self.discover(&topic) {
+                    Ok(changed) => {
+                        if changed || !assigned {
+                            if let Err(e) = self.assign(&topic) {
+                                tracing::warn!(source = %self.spec.name, error = %e, "assign failed; retrying");
+                                continue;
+                            }
+                            assigned = true;
+                        }
+                    }
+                    Err(e) => {
+                        self.note_broker_error(&mut broker_error, e.to_string());
+                        if !assigned {
+                            std::thread::sleep(Duration::from_millis(500));
+                            continue;
+                        }
+                    }
+                }
+            }
+            if last_status.elapsed() >= Duration::from_millis(500) {
+                last_status = Instant::now();
+                self.refresh_high_watermarks(&topic);
+            }
+            match self.consumer.poll(Duration::from_millis(20)) {
+                None => {
+                    if self.pending() {
+                        self.deliver();
+                    }
+                }
+                Some(Err(e)) => {
+                    self.note_broker_error(&mut broker_error, e.to_string());
+                    if self.pending() {
+                        self.deliver();
+                    }
+                }
+                Some(Ok(msg)) => {
+                    if broker_error.take().is_some() {
+                        tracing::info!(source = %self.spec.name, "broker reachable again; reading");
+                        self.set_state_all("reading", None);
+                    }
+                    let (p, off) = (msg.partition(), msg.offset());
+                    if self.positions.get(&p).is_some_and(|&pos| off < pos) {
+                        // Already delivered (a re-assign can refetch).
+                        continue;
+                    }
+                    if self.first_pending.is_none() {
+                        self.first_pending = Some(Instant::now());
+                    }
+                    match self.assembler.push(&msg) {
+                        Ok(_) => {}
+                        Err(e) => {
+                            let letter = DeadLetter {
+                                source: self.spec.name.clone(),
+                                topic: topic.clone(),
+                                partition: p,
+                                offset: off,
+                                kafka_timestamp: msg.timestamp().to_millis(),
+                                key: msg.key().map(<[u8]>::to_vec),
+                                payload: msg.payload().map(<[u8]>::to_vec),
+                                error: e.to_string(),
+                                view: None,
+                                received_at: chrono::Utc::now().timestamp_micros(),
+                            };
+                            match self.spec.options.on_error {
+                                OnError::DeadLetter => {
+                                    self.publish_dlq(&letter);
+                                    self.dead.push(letter);
+                                }
+                                OnError::Skip => {
+                                    tracing::debug!(source = %self.spec.name, partition = p, offset = off, error = %letter.error, "skipped a record that does not decode");
+                                }
+                                OnError::Fail => {
+                                    // Everything before it is delivered; the
+                                    // reader stops at this record.
+                                    self.deliver();
+                                    let why = format!(
+                                        "record at partition {p} offset {off} does not decode: {}",
+                                        letter.error
+                                    );
+                                    tracing::error!(source = %self.spec.name, error = %why, "source stopped (on_error = 'fail')");
+                                    if let Some(s) = self.status.partitions.lock().expect("status lock").get_mut(&p) {
+                                        s.state = "error";
+                                        s.last_error = Some(why.clone());
+                                    }
+                                    *self.status.failed.lock().expect("status lock") = Some(why);
+                                    continue;
+                                }
+                            }
+                        }
+                    }
+                    self.positions.insert(p, off + 1);
+                    self.dirty = true;
+                    if self.assembler.rows() >= BATCH_ROWS
+                        || self
+                            .first_pending
+                            .is_some_and(|t| t.elapsed() >= BATCH_LINGER)
+                    {
+                        self.deliver();
+                    }
+                }
+            }
+        }
+        if self.pending() {
+            self.deliver();
+        }
+    }
+
+    fn pending(&self) -> bool {
+        self.dirty || self.assembler.rows() > 0 || !self.dead.is_empty()
+    }
+
+    fn deliver(&mut self) {
+        let batch = if self.assembler.rows() > 0 {
+            match self.assembler.finish() {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    // Not expected: the decoder produced a batch it cannot
+                    // shape. Stop rather than lose rows silently.
+                    tracing::error!(source = %self.spec.name, error = %e, "could not assemble a batch; reader stops");
+                    *self.status.failed.lock().expect("status lock") = Some(e.to_string());
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let delivery = Delivery {
+            batch,
+            next: self.positions.clone(),
+            dead: std::mem::take(&mut self.dead),
+        };
+        self.runtime.block_on(self.sink.deliver(delivery));
+        let mut parts = self.status.partitions.lock().expect("status lock");
+        for (p, o) in &self.positions {
+            parts.entry(*p).or_default().position = *o;
+        }
+        self.dirty = false;
+        self.first_pending = None;
+    }
+
+    /// Looks for partitions; true if new ones were added to the positions.
+    fn discover(&mut self, topic: &str) -> Result<bool> {
+        let md = self
+            .consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .map_err(|e| Error::Kafka(e.to_string()))?;
+        let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+            return Err(Error::Kafka(format!("topic \"{topic}\" not found")));
+        };
+        if let Some(e) = t.error() {
+            return Err(Error::Kafka(format!("topic \"{topic}\": {e:?}")));
+        }
+        let count = t.partitions().len();
+        if count < self.positions.len() {
+            let why = format!(
+                "topic \"{topic}\" has {count} partitions, fewer than the {} being read: it was recreated",
+                self.positions.len()
+            );
+            tracing::error!(source = %self.spec.name, "{why}");
+            *self.status.failed.lock().expect("status lock") = Some(why);
+            return Ok(false);
+        }
+        let mut changed = false;
+        for part in t.partitions() {
+            let p = part.id();
+            if self.positions.contains_key(&p) {
+                continue;
+            }
+            let (low, _high) = self
+                .consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .map_err(|e| Error::Kafka(e.to_string()))?;
+            tracing::info!(source = %self.spec.name, partition = p, offset = low, "new partition; reading from its earliest offset");
+            self.positions.insert(p, low);
+            self.status
+                .partitions
+                .lock()
+                .expect("status lock")
+                .insert(
+                    p,
+                    PartitionStatus {
+                        position: low,
+                        state: "reading",
+                        ..Default::default()
+                    },
+                );
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    fn assign(&self, topic: &str) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in &self.positions {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(*o))
+                .map_err(|e| Error::Kafka(e.to_string()))?;
+        }
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| Error::Kafka(e.to_string()))
+    }
+
+    /// High watermarks from the consumer's cache (no broker round trip).
+    fn refresh_high_watermarks(&self, topic: &str) {
+        let mut parts = self.status.partitions.lock().expect("status lock");
+        for (p, s) in parts.iter_mut() {
+            if let Some(high) = cached_high_watermark(&self.consumer, topic, *p) {
+                // The cache lags the fetches: never below what was read.
+                let read = self.positions.get(p).copied().unwrap_or(0);
+                s.high_watermark = Some(high.max(read));
+            }
+        }
+    }
+
+    fn note_broker_error(&self, last: &mut Option<String>, error: String) {
+        if last.as_deref() != Some(error.as_str()) {
+            tracing::warn!(source = %self.spec.name, error = %error, "broker error; waiting and retrying");
+            self.set_state_all("waiting", Some(error.clone()));
+            *last = Some(error);
+        }
+    }
+
+    fn set_state_all(&self, state: &'static str, error: Option<String>) {
+        let mut parts = self.status.partitions.lock().expect("status lock");
+        for s in parts.values_mut() {
+            if s.state != "error" {
+                s.state = state;
+                if error.is_some() {
+                    s.last_error = error.clone();
+                }
+            }
+        }
+    }
+
+    /// Also publishes a dead letter to `dlq.topic`, with headers naming the
+    /// source, where it came from and the error.
+    fn publish_dlq(&self, letter: &DeadLetter) {
+        let (Some(producer), Some(topic)) = (&self.dlq, &self.spec.options.dlq_topic) else {
+            return;
+        };
+        let partition = letter.partition.to_string();
+        let offset = letter.offset.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "streamlake.source",
+                value: Some(letter.source.as_bytes()),
+            })
+            .insert(Header {
+                key: "streamlake.topic",
+                value: Some(letter.topic.as_bytes()),
+            })
+            .insert(Header {
+                key: "streamlake.partition",
+                value: Some(partition.as_bytes()),
+            })
+            .insert(Header {
+                key: "streamlake.offset",
+                value: Some(offset.as_bytes()),
+            })
+            .insert(Header {
+                key: "streamlake.error",
+                value: Some(letter.error.as_bytes()),
+            });
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
+        if let Some(k) = &letter.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(p) = &letter.payload {
+            record = record.payload(p.as_slice());
+        }
+        if let Err((e, _)) = producer.send(record) {
+            tracing::warn!(source = %self.spec.name, topic = %topic, error = %e, "could not publish a dead letter to the DLQ topic (it is in streamlake.dead_letters)");
+        }
+    }
+}
+
+/// The high watermark librdkafka last saw in a fetch response for the
+/// partition, without a broker round trip (rdkafka 0.39 does not wrap
+/// `rd_kafka_get_watermark_offsets`).
+fn cached_high_watermark(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer lives as long as `consumer`; the call only
+    // reads librdkafka's cached offsets into the two out-parameters.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
+}

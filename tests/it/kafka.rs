@@ -1,0 +1,435 @@
+//! Kafka sources and connector tables against a real broker process
+//! (tansu): every column type and metadata column, malformed records
+//! interleaved with good ones, views over a source, dead letters,
+//! source_partitions, startup modes, DDL errors over both protocols, and a
+//! connector table that is exactly-once across kill -9.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::broker::{Broker, Record, produce};
+use crate::support::{Rng, Server, rows, sqlstate};
+
+fn source_sql(name: &str, kind: &str, topic: &str, broker: &Broker, extra: &str) -> String {
+    format!(
+        "CREATE {kind} {name} (
+            id BIGINT, account VARCHAR, amount NUMERIC(18,4), price DOUBLE PRECISION,
+            qty INT, ok BOOLEAN, day DATE, ts TIMESTAMPTZ, lts TIMESTAMP, doc JSONB)
+         INCLUDE partition AS p INCLUDE offset AS o INCLUDE timestamp AS kts
+         INCLUDE key AS k INCLUDE header 'trace' AS trace
+         WITH (connector = 'kafka', topic = '{topic}',
+               properties.bootstrap.server = '{}'{extra})
+         FORMAT PLAIN ENCODE JSON",
+        broker.bootstrap()
+    )
+}
+
+/// A good record: (json, account, id, amount in 1e-4 units).
+fn good(i: i64, rng: &mut Rng) -> (String, String, i64, i128) {
+    let account = format!("acct-{}", rng.below(5));
+    let id = match i % 7 {
+        0 => i64::MAX - i,
+        1 => i64::MIN + i,
+        // Beyond f64's exact integers.
+        2 => 9_007_199_254_740_993 + i,
+        _ => i,
+    };
+    let units: i128 = (rng.below(2_000_000) as i128 - 1_000_000) * 37;
+    let amount = format!(
+        "{}{}.{:04}",
+        if units < 0 { "-" } else { "" },
+        units.abs() / 10_000,
+        units.abs() % 10_000
+    );
+    // Some amounts as JSON strings, as the contract allows.
+    let amount_json = if i % 3 == 0 {
+        format!("\"{amount}\"")
+    } else {
+        amount.clone()
+    };
+    let json = format!(
+        r#"{{"id": {id}, "account": "{account}", "amount": {amount_json}, "price": {}, "qty": {}, "ok": {}, "day": "2026-0{}-1{}", "ts": "2026-11-2{}T10:{:02}:{:02}.123456+02:00", "lts": "2026-11-22 10:00:0{}", "doc": {{"n": {i}, "tags": ["a", "b"], "nested": {{"k": "v{i}"}}}}, "unknown": [1,2]}}"#,
+        (i as f64) * 0.5 - 3.25,
+        if i % 11 == 0 { "null".to_string() } else { ((i % 1000) as i32 - 500).to_string() },
+        if i % 2 == 0 { "true" } else { "false" },
+        1 + i % 9,
+        i % 10,
+        i % 8,
+        i % 60,
+        (i * 7) % 60,
+        i % 10,
+    );
+    (json, account, id, units)
+}
+
+const BAD: &[&str] = &[
+    "",
+    "   ",
+    "not json",
+    "[1,2,3]",
+    "42",
+    r#"{"id": 1.5, "account": "x"}"#,
+    r#"{"id": 99999999999999999999, "account": "x"}"#,
+    r#"{"qty": 3000000000, "account": "x"}"#,
+    r#"{"id": 1}{"id": 2}"#,
+    r#"{"id": 1, "ts": "yesterday"}"#,
+    r#"{"id": 1, "amount": 12345678901234567.5}"#,
+    r#"{"id": 1, "account": {"nested": true}}"#,
+    "{\"id\": 1, \"account\": \"\u{0}\"",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_source_feeds_views_and_bad_records_become_dead_letters() {
+    let broker = Broker::start();
+    broker.create_topic("trades", 3).await;
+    let server = Server::start();
+    let client = server.client().await;
+    client
+        .batch_execute(&source_sql("trades", "SOURCE", "trades", &broker, ""))
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "CREATE MATERIALIZED VIEW by_account AS
+             SELECT account, count(*) AS n, sum(amount) AS total, sum(id) AS ids,
+                    count(qty) AS qtys, max(day) AS last_day
+             FROM trades GROUP BY account",
+        )
+        .await
+        .unwrap();
+
+    let mut rng = Rng(7);
+    let producer = broker.producer();
+    let mut payloads: Vec<(Vec<u8>, Option<String>)> = Vec::new();
+    let mut expected: BTreeMap<String, (i64, i128, i128, i64)> = BTreeMap::new();
+    let (mut good_n, mut bad_n) = (0, 0);
+    for i in 0..20_000i64 {
+        if i % 2 == 1 {
+            let mut b = BAD[(i as usize / 2) % BAD.len()].as_bytes().to_vec();
+            if i % 1001 == 1 {
+                b = vec![b'{', b'"', b'a', 0xff, 0xfe, b'"', b':', b'1', b'}'];
+            }
+            payloads.push((b, None));
+            bad_n += 1;
+        } else {
+            let (json, account, id, units) = good(i, &mut rng);
+            let e = expected.entry(account.clone()).or_default();
+            e.0 += 1;
+            e.1 += units;
+            e.2 += id as i128;
+            if i % 11 != 0 {
+                e.3 += 1;
+            }
+            payloads.push((json.into_bytes(), Some(account)));
+            good_n += 1;
+        }
+    }
+    let records: Vec<Record> = payloads
+        .iter()
+        .map(|(p, key)| Record {
+            key: key.as_deref().map(str::as_bytes),
+            headers: &[("trace", b"t-1")],
+            ..Record::new(p)
+        })
+        .collect();
+    produce(&producer, "trades", records).await;
+    let t = Instant::now();
+    client.batch_execute("FLUSH").await.unwrap();
+    eprintln!("FLUSH after 20,000 records took {:?}", t.elapsed());
+
+    let got = rows(
+        &client,
+        "SELECT account, n, total, ids, qtys FROM by_account ORDER BY account",
+    )
+    .await;
+    let want: Vec<Vec<String>> = expected
+        .iter()
+        .map(|(a, (n, units, ids, qtys))| {
+            let sign = if *units < 0 { "-" } else { "" };
+            vec![
+                a.clone(),
+                n.to_string(),
+                format!("{sign}{}.{:04}", units.abs() / 10_000, units.abs() % 10_000),
+                ids.to_string(),
+                qtys.to_string(),
+            ]
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(good_n, 10_000);
+
+    // Every bad record is a dead letter, once, with where it came from.
+    let dl = rows(
+        &client,
+        "SELECT count(*), count(DISTINCT (partition, \"offset\")), min(error), \
+         count(*) FILTER (WHERE payload IS NULL) FROM streamlake.dead_letters WHERE source = 'trades'",
+    )
+    .await;
+    assert_eq!(dl[0][0], bad_n.to_string(), "{dl:?}");
+    assert_eq!(dl[0][1], bad_n.to_string());
+
+    // Metadata columns, a bounded read of the source, and a view created
+    // later (it backfills from the start offsets).
+    let meta = rows(
+        &client,
+        "SELECT count(*), count(DISTINCT p), min(o) >= 0, bool_and(trace = '\\x742d31'::bytea), \
+         bool_and(kts IS NOT NULL), count(DISTINCT k) FROM trades",
+    )
+    .await;
+    assert_eq!(meta[0], vec!["10000", "3", "t", "t", "t", "5"]);
+    client
+        .batch_execute(
+            "CREATE MATERIALIZED VIEW late AS SELECT account, count(*) AS n FROM trades GROUP BY account",
+        )
+        .await
+        .unwrap();
+    let late = rows(&client, "SELECT sum(n) FROM late").await;
+    assert_eq!(late[0][0], "10000");
+
+    let parts = rows(
+        &client,
+        "SELECT partition, lag, state FROM streamlake.source_partitions WHERE source = 'trades' ORDER BY partition",
+    )
+    .await;
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    for p in &parts {
+        assert_eq!(p[1], "0", "{parts:?}");
+    }
+    let listed = rows(&client, "SHOW SOURCES").await;
+    assert!(listed.iter().any(|r| r[0] == "trades"), "{listed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_source_ddl_fails_fast_with_clear_errors() {
+    let broker = Broker::start();
+    broker.create_topic("t", 1).await;
+    let server = Server::start();
+    let client = server.client().await;
+    // Nothing listens there.
+    let dead = crate::support::free_port();
+    let t = Instant::now();
+    let e = client
+        .batch_execute(&format!(
+            "CREATE SOURCE s (a INT) WITH (connector='kafka', topic='t', properties.bootstrap.server='127.0.0.1:{dead}') FORMAT PLAIN ENCODE JSON"
+        ))
+        .await
+        .unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "08001", "{db:?}");
+
+    let e = client
+        .batch_execute(&format!(
+            "CREATE SOURCE s (a INT) WITH (connector='kafka', topic='nope', properties.bootstrap.server='{}') FORMAT PLAIN ENCODE JSON",
+            broker.bootstrap()
+        ))
+        .await
+        .unwrap_err();
+    assert!(e.as_db_error().unwrap().message().contains("nope"), "{e:?}");
+
+    let e = client
+        .batch_execute(&format!(
+            "CREATE SOURCE s (a INT) WITH (connector='kafka', topic='t', properties.bootstrap.server='{}', scan.startup.mod='earliest') FORMAT PLAIN ENCODE JSON",
+            broker.bootstrap()
+        ))
+        .await
+        .unwrap_err();
+    let msg = e.as_db_error().unwrap().message().to_string();
+    assert!(msg.contains("scan.startup.mode") && msg.contains("topic"), "{msg}");
+
+    // The name stays free after failures; a connector table refuses DML
+    // and PRIMARY KEY.
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE ct (a INT) WITH (connector='kafka', topic='t', properties.bootstrap.server='{}') FORMAT PLAIN ENCODE JSON",
+            broker.bootstrap()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(sqlstate(&client, "INSERT INTO ct VALUES (1)").await, "0A000");
+    assert_eq!(sqlstate(&client, "DELETE FROM ct").await, "0A000");
+    assert_eq!(
+        sqlstate(
+            &client,
+            &format!(
+                "CREATE TABLE ct2 (a INT PRIMARY KEY) WITH (connector='kafka', topic='t', properties.bootstrap.server='{}') FORMAT PLAIN ENCODE JSON",
+                broker.bootstrap()
+            )
+        )
+        .await,
+        "0A000"
+    );
+    assert_eq!(sqlstate(&client, "DROP SOURCE nothing").await, "42704");
+    client.batch_execute("DROP SOURCE IF EXISTS nothing").await.unwrap();
+
+    // The same DDL over the extended protocol.
+    let sql = format!(
+        "CREATE SOURCE ext (a INT) WITH (connector='kafka', topic='t', properties.bootstrap.server='{}') FORMAT PLAIN ENCODE CSV (without_header = 'true')",
+        broker.bootstrap()
+    );
+    client.execute(sql.as_str(), &[]).await.unwrap();
+    let shown = client
+        .query("SHOW CREATE SOURCE ext", &[])
+        .await
+        .unwrap();
+    assert!(shown[0].get::<_, String>(1).contains("ENCODE CSV"));
+    client.execute("DROP SOURCE ext", &[]).await.unwrap();
+    assert_eq!(sqlstate(&client, "SELECT * FROM ext").await, "42P01");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_modes_resolve_to_offsets_at_create() {
+    let broker = Broker::start();
+    broker.create_topic("m", 2).await;
+    let producer = broker.producer();
+    let old: Vec<String> = (0..10).map(|i| format!(r#"{{"a": {i}}}"#)).collect();
+    produce(
+        &producer,
+        "m",
+        old.iter()
+            .enumerate()
+            .map(|(i, p)| Record {
+                partition: Some((i % 2) as i32),
+                timestamp_ms: Some(1_700_000_000_000 + i as i64 * 1000),
+                ..Record::new(p.as_bytes())
+            })
+            .collect(),
+    )
+    .await;
+    let server = Server::start();
+    let client = server.client().await;
+    let mk = |name: &str, extra: &str| {
+        format!(
+            "CREATE SOURCE {name} (a INT) WITH (connector='kafka', topic='m', properties.bootstrap.server='{}'{extra}) FORMAT PLAIN ENCODE JSON",
+            broker.bootstrap()
+        )
+    };
+    client.batch_execute(&mk("e", "")).await.unwrap();
+    client
+        .batch_execute(&mk("l", ", scan.startup.mode='latest'"))
+        .await
+        .unwrap();
+    // Records 6..9 are at or after this time.
+    client
+        .batch_execute(&mk(
+            "ts",
+            ", scan.startup.mode='timestamp', scan.startup.timestamp.millis='1700000006000'",
+        ))
+        .await
+        .unwrap();
+    for v in ["e", "l", "ts"] {
+        client
+            .batch_execute(&format!(
+                "CREATE MATERIALIZED VIEW v_{v} AS SELECT count(*) AS n, sum(a) AS s FROM {v}"
+            ))
+            .await
+            .unwrap();
+    }
+    let new: Vec<String> = (10..13).map(|i| format!(r#"{{"a": {i}}}"#)).collect();
+    produce(
+        &producer,
+        "m",
+        new.iter()
+            .map(|p| Record::new(p.as_bytes()))
+            .collect(),
+    )
+    .await;
+    client.batch_execute("FLUSH").await.unwrap();
+    assert_eq!(rows(&client, "SELECT n, s FROM v_e").await, vec![vec!["13", "78"]]);
+    assert_eq!(rows(&client, "SELECT n, s FROM v_l").await, vec![vec!["3", "33"]]);
+    assert_eq!(rows(&client, "SELECT n, s FROM v_ts").await, vec![vec!["7", "63"]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_table_is_exactly_once_across_kill_9() {
+    let broker = Broker::start();
+    broker.create_topic("events", 3).await;
+    let mut server = Server::start_with(crate::support::ServerOptions {
+        env: vec![(
+            "STREAMLAKE_CONNECTOR_CHECKPOINT_MS".into(),
+            "300".into(),
+        )],
+        ..Default::default()
+    });
+    {
+        let client = server.client().await;
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE raw (id BIGINT, v INT) INCLUDE partition AS p INCLUDE offset AS o
+                 WITH (connector='kafka', topic='events', properties.bootstrap.server='{}')
+                 FORMAT PLAIN ENCODE JSON",
+                broker.bootstrap()
+            ))
+            .await
+            .unwrap();
+    }
+    const N: i64 = 6000;
+    let bootstrap = broker.bootstrap();
+    let producing = tokio::spawn(async move {
+        let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        for chunk in 0..(N / 200) {
+            let payloads: Vec<String> = (chunk * 200..(chunk + 1) * 200)
+                .map(|i| {
+                    if i % 97 == 0 {
+                        "garbage".to_string()
+                    } else {
+                        format!(r#"{{"id": {i}, "v": {}}}"#, i % 13)
+                    }
+                })
+                .collect();
+            let keys: Vec<String> = (chunk * 200..(chunk + 1) * 200).map(|i| i.to_string()).collect();
+            produce(
+                &producer,
+                "events",
+                payloads
+                    .iter()
+                    .zip(&keys)
+                    .map(|(p, k)| Record {
+                        key: Some(k.as_bytes()),
+                        ..Record::new(p.as_bytes())
+                    })
+                    .collect(),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    });
+    let mut rng = Rng(11);
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(300 + rng.below(900))).await;
+        server.kill9();
+        server.restart();
+    }
+    producing.await.unwrap();
+    let client = server.client().await;
+    client.batch_execute("FLUSH").await.unwrap();
+    let bad = (0..N).filter(|i| i % 97 == 0).count() as i64;
+    let got = rows(
+        &client,
+        "SELECT count(*), count(DISTINCT id), sum(id), count(DISTINCT (p, o)) FROM raw",
+    )
+    .await;
+    let sum: i64 = (0..N).filter(|i| i % 97 != 0).sum();
+    let good = N - bad;
+    assert_eq!(
+        got[0],
+        vec![good.to_string(), good.to_string(), sum.to_string(), good.to_string()]
+    );
+    let dl = rows(
+        &client,
+        "SELECT count(*), count(DISTINCT (partition, \"offset\")) FROM streamlake.dead_letters WHERE source = 'raw'",
+    )
+    .await;
+    assert_eq!(dl[0], vec![bad.to_string(), bad.to_string()]);
+    // The committed offsets are the topic's end.
+    let parts = rows(
+        &client,
+        "SELECT sum(committed_offset), sum(high_watermark) FROM streamlake.source_partitions WHERE source = 'raw'",
+    )
+    .await;
+    assert_eq!(parts[0][0], N.to_string(), "{parts:?}");
+}
