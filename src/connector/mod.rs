@@ -1,0 +1,13 @@
+//! Streams in: what turns external records into Arrow rows.
+//!
+//! - [`decode`]: one Kafka record's payload (JSON or CSV) → one row, straight
+//!   into Arrow builders; a bad record yields the dead-letter error text and
+//!   appends nothing.
+//! - [`generator`]: built-in sources for demos and benchmarks (`nexmark`,
+//!   `datagen`), deterministic by position so a checkpoint can resume them.
+//! - [`jsonb`]: the `->`, `->>`, `#>`, `#>>` operators and common jsonb
+//!   functions over JSONB columns (stored as JSON text).
+
+pub mod decode;
+pub mod generator;
+pub mod jsonb;
