@@ -4,16 +4,19 @@
 //! - `RecordDecoder` over 1M Nexmark-bid-like JSON payloads (~244 B each,
 //!   as Kafka would hand them over: one payload per push), and the same
 //!   bids as CSV;
+//! - the `nexmark` (Bid) and `datagen` generators filling Arrow batches.
 //!
 //! Run: `cargo bench --bench decode` (BENCH_ROWS overrides 1,000,000).
 //! Results go in docs/benchmarks.md.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use streamlake::connector::decode::{Encoding, RecordDecoder};
+use streamlake::connector::generator;
 
 /// CPU time of the calling thread (Linux schedstat, ns), or wall time
 /// where that is not available.
@@ -128,6 +131,16 @@ fn decode(name: &str, payloads: &Payloads, encoding: Encoding) {
     report(name, rows, payloads.bytes.len() / rows, cpu);
 }
 
+fn generate(name: &str, mut g: Box<dyn generator::Generator>) {
+    let start = thread_cpu();
+    let mut rows = 0;
+    while let Some(b) = g.next_batch(8192) {
+        rows += b.num_rows();
+    }
+    let cpu = thread_cpu() - start;
+    report(name, rows, 0, cpu);
+}
+
 fn report(name: &str, rows: usize, bytes_per_row: usize, cpu: Duration) {
     let per_row = if bytes_per_row > 0 {
         format!("{bytes_per_row} B")
@@ -157,5 +170,32 @@ fn main() {
             delimiter: b',',
             without_header: true,
         },
+    );
+
+    // Bids only: the mix has 46 bids in every 50 events.
+    let events = (rows as u64).div_ceil(46) * 50;
+    let options = BTreeMap::from([
+        ("nexmark.table.type".to_string(), "Bid".to_string()),
+        ("nexmark.event.num".to_string(), events.to_string()),
+    ]);
+    generate(
+        "nexmark generator (Bid)",
+        generator::nexmark(&options, bid_schema()).unwrap(),
+    );
+    let options = BTreeMap::from([
+        ("fields.id.kind".to_string(), "sequence".to_string()),
+        ("fields.id.start".to_string(), "1".to_string()),
+        ("fields.id.end".to_string(), rows.to_string()),
+        ("fields.name.length".to_string(), "16".to_string()),
+    ]);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("v", DataType::Float64, true),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+    ]));
+    generate(
+        "datagen (bigint seq, double, varchar(16), timestamp)",
+        generator::datagen(&options, schema).unwrap(),
     );
 }

@@ -501,6 +501,23 @@ impl DecimalText<'_> {
     }
 }
 
+/// A decimal's text at a column's precision and scale (unscaled), as the
+/// decoders read it; `None` if it is not a number or does not fit.
+pub(crate) fn parse_decimal(s: &str, precision: u8, scale: i8) -> Option<i128> {
+    match numeric(Kind::Decimal { precision, scale }, s.trim()) {
+        Ok(Slot::Decimal(v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// A date's text (`YYYY-MM-DD`) as days since the epoch.
+pub(crate) fn parse_date_days(s: &str) -> Option<i64> {
+    let b = s.trim().as_bytes();
+    parse_date(b)
+        .filter(|(_, used)| *used == b.len())
+        .map(|(d, _)| d)
+}
+
 // ---------------------------------------------------------------------------
 // Text values (CSV fields, JSON strings)
 // ---------------------------------------------------------------------------
