@@ -50,7 +50,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 
 pub use value::{JSONB, TYPE_METADATA_KEY, is_jsonb};
-pub(crate) use value::{parse_bool, parse_date_days as parse_date, parse_decimal};
+pub(crate) use value::{parse_bool, parse_date_days as parse_date, parse_decimal, unescape_json};
 
 use crate::error::{Error, Result};
 use value::{Kind, Scratch, Slot};
