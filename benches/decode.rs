@@ -9,14 +9,41 @@
 //! Run: `cargo bench --bench decode` (BENCH_ROWS overrides 1,000,000).
 //! Results go in docs/benchmarks.md.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use streamlake::connector::decode::{Encoding, RecordDecoder};
 use streamlake::connector::generator;
+
+/// Counts allocations, to check that decoding allocates nothing per row
+/// (builders still grow and each batch allocates its arrays).
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 /// CPU time of the calling thread (Linux schedstat, ns), or wall time
 /// where that is not available.
@@ -117,6 +144,7 @@ fn nexmark_config() -> nexmark::config::NexmarkConfig {
 fn decode(name: &str, payloads: &Payloads, encoding: Encoding) {
     let mut decoder = RecordDecoder::new(bid_schema(), encoding).unwrap();
     let rows = payloads.ends.len();
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
     let start = thread_cpu();
     let mut decoded = 0;
     for p in payloads.iter() {
@@ -127,8 +155,13 @@ fn decode(name: &str, payloads: &Payloads, encoding: Encoding) {
     }
     decoded += decoder.finish().num_rows();
     let cpu = thread_cpu() - start;
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - allocations;
     assert_eq!(decoded, rows);
     report(name, rows, payloads.bytes.len() / rows, cpu);
+    println!(
+        "|   allocations per row | | | | {:.4} |",
+        allocations as f64 / rows as f64
+    );
 }
 
 fn generate(name: &str, mut g: Box<dyn generator::Generator>) {
