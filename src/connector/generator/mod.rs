@@ -39,7 +39,8 @@ pub trait Generator: Send {
 }
 
 /// The Nexmark generator (`connector = 'nexmark'`), one table type per
-/// source. See [`nexmark`](self::nexmark) for the options.
+/// source. Its options (RisingWave's names) are listed in
+/// `src/connector/generator/nexmark.rs`.
 pub fn nexmark(
     options: &BTreeMap<String, String>,
     columns: SchemaRef,
@@ -47,8 +48,8 @@ pub fn nexmark(
     Ok(Box::new(nexmark::NexmarkGenerator::new(options, columns)?))
 }
 
-/// The random/sequence generator (`connector = 'datagen'`). See
-/// [`datagen`](self::datagen) for the options.
+/// The random/sequence generator (`connector = 'datagen'`). Its options
+/// (RisingWave's names) are listed in `src/connector/generator/datagen.rs`.
 pub fn datagen(
     options: &BTreeMap<String, String>,
     columns: SchemaRef,
