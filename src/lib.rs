@@ -2,6 +2,8 @@
 //!
 //! The data flows left to right, and so do the modules:
 //!
+//! - [`connector`]: streams in — record decoders (JSON, CSV → Arrow), the
+//!   Nexmark and datagen generators, JSONB operators.
 //! - [`server`]: PostgreSQL wire protocol, sessions, auth, SQLSTATE mapping.
 //! - [`sql`]: the front door — DDL translation and COPY formats; queries
 //!   and DML are planned by DataFusion.

@@ -4,6 +4,12 @@
 //!   into Arrow builders; a bad record yields the dead-letter error text and
 //!   appends nothing.
 //! - [`kafka`]: options, the reader thread, bounded reads, broker queries.
+//! - [`generator`]: built-in sources for demos and benchmarks (`nexmark`,
+//!   `datagen`), deterministic by position so a checkpoint can resume them.
+//! - [`jsonb`]: the `->`, `->>`, `#>`, `#>>` operators and common jsonb
+//!   functions over JSONB columns (stored as JSON text).
 
 pub mod decode;
+pub mod generator;
+pub mod jsonb;
 pub mod kafka;

@@ -116,6 +116,7 @@ impl Engine {
         for f in pg_compat::functions() {
             ctx.register_udf(f);
         }
+        crate::connector::jsonb::register(&ctx)?;
         let schema = lake.schema();
         let resolve: crate::sql::windows::Resolver = Arc::new(move |name: &str| {
             let name = name.strip_prefix("public.").unwrap_or(name);
