@@ -17,19 +17,52 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use futures::StreamExt;
 
+use crate::stream::generator_source::GeneratorSource;
 use crate::stream::kafka_source::KafkaSource;
+use crate::stream::source::Source;
+
+/// What reads a source.
+#[derive(Clone)]
+pub enum SourceKind {
+    Kafka(Arc<KafkaSource>),
+    Generator(Arc<GeneratorSource>),
+}
 
 #[derive(Clone)]
 pub struct SourceTable {
-    pub source: Arc<KafkaSource>,
+    pub kind: SourceKind,
     /// The statement that created it (SHOW CREATE SOURCE).
     pub definition: String,
+    /// `kafka`, `nexmark` or `datagen`.
+    pub connector: String,
+}
+
+impl SourceTable {
+    pub fn name(&self) -> &str {
+        self.runtime().name()
+    }
+
+    /// The source as the runtime sees it.
+    pub fn runtime(&self) -> &dyn Source {
+        match &self.kind {
+            SourceKind::Kafka(k) => k.as_ref(),
+            SourceKind::Generator(g) => g.as_ref(),
+        }
+    }
+
+    /// The topic, or the generator's connector name.
+    pub fn topic(&self) -> String {
+        match &self.kind {
+            SourceKind::Kafka(k) => k.spec().options.topic.clone(),
+            SourceKind::Generator(_) => self.connector.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for SourceTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SourceTable")
-            .field("name", &self.source.spec().name)
+            .field("name", &self.name())
             .finish()
     }
 }
@@ -41,7 +74,10 @@ impl TableProvider for SourceTable {
     }
 
     fn schema(&self) -> SchemaRef {
-        self.source.spec().schema.clone()
+        match &self.kind {
+            SourceKind::Kafka(k) => k.spec().schema.clone(),
+            SourceKind::Generator(g) => g.schema().clone(),
+        }
     }
 
     fn table_type(&self) -> TableType {
@@ -56,7 +92,8 @@ impl TableProvider for SourceTable {
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let partition: Arc<dyn PartitionStream> = Arc::new(BoundedRead {
-            source: self.source.clone(),
+            source: self.kind.clone(),
+            schema: self.schema(),
         });
         Ok(Arc::new(StreamingTableExec::try_new(
             self.schema(),
@@ -69,9 +106,15 @@ impl TableProvider for SourceTable {
     }
 }
 
-#[derive(Debug)]
 struct BoundedRead {
-    source: Arc<KafkaSource>,
+    source: SourceKind,
+    schema: SchemaRef,
+}
+
+impl std::fmt::Debug for BoundedRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BoundedRead")
+    }
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -84,12 +127,18 @@ impl std::fmt::Debug for KafkaSource {
 
 impl PartitionStream for BoundedRead {
     fn schema(&self) -> &SchemaRef {
-        &self.source.spec().schema
+        &self.schema
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let source = self.source.clone();
-        let stream = futures::stream::once(async move { source.read_to_end().await })
+        let stream = futures::stream::once(async move {
+            match source {
+                SourceKind::Kafka(k) => k.read_to_end().await,
+                // Rows generated so far, again.
+                SourceKind::Generator(g) => Ok(g.replay(0, g.position())),
+            }
+        })
             .map(|r| match r {
                 Ok(mut rx) => futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
                     .map(|b| b.map_err(|e| e.into_datafusion()))
@@ -102,9 +151,6 @@ impl PartitionStream for BoundedRead {
                 .boxed(),
             })
             .flatten();
-        Box::pin(RecordBatchStreamAdapter::new(
-            self.source.spec().schema.clone(),
-            stream,
-        ))
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
     }
 }

@@ -15,7 +15,7 @@ use datafusion::arrow::datatypes::{Field, Schema as ArrowSchema};
 use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
 use iceberg::{NamespaceIdent, TableIdent};
 
-use crate::catalog::source_table::SourceTable;
+use crate::catalog::source_table::{SourceKind, SourceTable};
 use crate::catalog::system::ReaderEntry;
 use crate::connector::decode::{Encoding, JSONB, TYPE_METADATA_KEY};
 use crate::connector::kafka::options::KafkaOptions;
@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::sql::source_ddl::{IncludeKind, SourceDef};
 use crate::storage::table::{LakeTable, WRITTEN_BY_PROPERTY};
 use crate::stream::ingest::ConnectorIngest;
+use crate::stream::generator_source::{GeneratorSource, MakeGenerator};
 use crate::stream::kafka_source::KafkaSource;
 use crate::stream::source::{Source, TableSource};
 
@@ -64,7 +65,7 @@ fn spec_of(def: &SourceDef) -> Result<SourceSpec> {
         Some("kafka") => {}
         Some(other) => {
             return Err(Error::FeatureNotSupported(format!(
-                "connector '{other}' is not supported; valid: kafka"
+                "connector '{other}' is not supported; valid: kafka, nexmark, datagen"
             )));
         }
         None => {
@@ -156,6 +157,23 @@ fn spec_of(def: &SourceDef) -> Result<SourceSpec> {
     })
 }
 
+/// A generator factory for a nexmark/datagen source, its options checked
+/// by making one now.
+fn generator_of(def: &SourceDef) -> Result<MakeGenerator> {
+    let schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(&def.table.schema)?);
+    let options = def.options.clone();
+    let nexmark = def.connector() == Some("nexmark");
+    let make: MakeGenerator = Arc::new(move || {
+        if nexmark {
+            crate::connector::generator::nexmark(&options, schema.clone())
+        } else {
+            crate::connector::generator::datagen(&options, schema.clone())
+        }
+    });
+    make()?;
+    Ok(make)
+}
+
 fn offsets_json(o: &BTreeMap<i32, i64>) -> String {
     serde_json::to_string(o).expect("plain map")
 }
@@ -170,6 +188,9 @@ impl super::Lake {
     pub async fn create_source(&self, sql: &str) -> Result<bool> {
         let def = crate::sql::source_ddl::parse(sql)?;
         Self::check_schema(&def.table.schema_name)?;
+        if matches!(def.connector(), Some("nexmark" | "datagen")) {
+            return self.create_generator_source(&def, sql).await;
+        }
         let spec = spec_of(&def)?;
         if def.is_table && !def.table.schema.identifier_field_ids().collect::<Vec<_>>().is_empty() {
             return Err(Error::FeatureNotSupported(
@@ -225,6 +246,52 @@ impl super::Lake {
         Ok(true)
     }
 
+    /// `CREATE SOURCE … WITH (connector = 'nexmark' | 'datagen')`.
+    async fn create_generator_source(&self, def: &SourceDef, sql: &str) -> Result<bool> {
+        if def.is_table {
+            return Err(Error::FeatureNotSupported(format!(
+                "connector '{}' makes sources; a connector table needs connector = 'kafka'",
+                def.connector().unwrap_or_default()
+            )));
+        }
+        if !def.includes.is_empty() {
+            return Err(Error::FeatureNotSupported(
+                "INCLUDE is for Kafka sources; a generator has no partitions or offsets".into(),
+            ));
+        }
+        let make = generator_of(def)?;
+        let _guard = self.ddl.lock().await;
+        if self.public.table_exist_any(def.name()) || self.is_broken_view(def.name()) {
+            if def.if_not_exists {
+                return Ok(false);
+            }
+            return Err(Error::DuplicateTable(def.name().to_string()));
+        }
+        self.warehouse.save_source(def.name(), sql.trim(), "{}").await?;
+        if let Err(e) = self.start_generator(def, sql.trim(), make) {
+            let _ = self.warehouse.delete_source(def.name()).await;
+            return Err(e);
+        }
+        tracing::info!(source = %def.name(), "generator source created");
+        Ok(true)
+    }
+
+    fn start_generator(&self, def: &SourceDef, sql: &str, make: MakeGenerator) -> Result<()> {
+        let name = def.name().to_string();
+        let source = Arc::new(GeneratorSource::start(&name, make)?);
+        self.coordinator
+            .add_source(&name, source.clone() as Arc<dyn Source>);
+        self.public.add_source(
+            name,
+            SourceTable {
+                kind: SourceKind::Generator(source),
+                definition: sql.to_string(),
+                connector: def.connector().unwrap_or_default().to_string(),
+            },
+        );
+        Ok(())
+    }
+
     fn start_source(&self, spec: SourceSpec, sql: &str, start: BTreeMap<i32, i64>) -> Result<()> {
         let name = spec.name.clone();
         let topic = spec.options.topic.clone();
@@ -241,8 +308,9 @@ impl super::Lake {
         self.public.add_source(
             name,
             SourceTable {
-                source,
+                kind: SourceKind::Kafka(source),
                 definition: sql.to_string(),
+                connector: "kafka".into(),
             },
         );
         Ok(())
@@ -287,10 +355,13 @@ impl super::Lake {
     /// connector tables among `tables` (called once at open).
     pub(super) async fn restore_sources(&self) -> Result<()> {
         for (name, sql, start) in self.warehouse.load_sources().await? {
-            let restored = crate::sql::source_ddl::parse(&sql)
-                .and_then(|def| spec_of(&def))
-                .and_then(|spec| Ok((spec, parse_offsets(&start)?)))
-                .and_then(|(spec, start)| self.start_source(spec, &sql, start));
+            let restored = crate::sql::source_ddl::parse(&sql).and_then(|def| {
+                if matches!(def.connector(), Some("nexmark" | "datagen")) {
+                    return self.start_generator(&def, &sql, generator_of(&def)?);
+                }
+                let spec = spec_of(&def)?;
+                self.start_source(spec, &sql, parse_offsets(&start)?)
+            });
             if let Err(e) = restored {
                 tracing::error!(source = %name, error = %e, "could not restore source; DROP SOURCE removes it");
             }
@@ -376,7 +447,7 @@ impl super::Lake {
             return Ok(false);
         };
         self.coordinator.remove_source(name);
-        source.source.stop().await;
+        source.runtime().stop().await;
         self.readers.remove(name);
         self.warehouse.delete_source(name).await?;
         // Its dead letters stay in streamlake.dead_letters; a new source of
@@ -402,7 +473,7 @@ impl super::Lake {
     pub async fn catch_up_and_commit(&self) -> Result<()> {
         let sources = self.public.sources();
         for s in &sources {
-            s.source.catch_up().await?;
+            s.runtime().catch_up().await?;
         }
         let ingests: Vec<_> = self
             .ingests
@@ -431,7 +502,9 @@ impl super::Lake {
         }
         self.dead_letters.commit().await?;
         for s in self.public.sources() {
-            s.source.commit_group_offsets();
+            if let SourceKind::Kafka(k) = &s.kind {
+                k.commit_group_offsets();
+            }
         }
         Ok(())
     }
@@ -465,25 +538,28 @@ impl super::Lake {
             .iter()
             .map(|s| {
                 format!(
-                    "('{}', 'source', '{}')",
-                    s.source.spec().name.replace('\'', "''"),
-                    s.source.spec().options.topic.replace('\'', "''")
+                    "('{}', 'source', '{}', '{}')",
+                    s.name().replace('\'', "''"),
+                    s.connector,
+                    s.topic().replace('\'', "''")
                 )
             })
             .collect();
         for (name, i) in self.ingests.lock().expect("ingests lock").iter() {
             rows.push(format!(
-                "('{}', 'table', '{}')",
+                "('{}', 'table', 'kafka', '{}')",
                 name.replace('\'', "''"),
                 i.spec().options.topic.replace('\'', "''")
             ));
         }
         rows.sort();
         if rows.is_empty() {
-            return "SELECT CAST(NULL AS TEXT) AS name, CAST(NULL AS TEXT) AS kind, CAST(NULL AS TEXT) AS topic WHERE false".into();
+            return "SELECT CAST(NULL AS TEXT) AS name, CAST(NULL AS TEXT) AS kind, \
+                    CAST(NULL AS TEXT) AS connector, CAST(NULL AS TEXT) AS topic WHERE false"
+                .into();
         }
         format!(
-            "SELECT name, kind, topic FROM (VALUES {}) AS s(name, kind, topic) ORDER BY name",
+            "SELECT name, kind, connector, topic FROM (VALUES {}) AS s(name, kind, connector, topic) ORDER BY name",
             rows.join(", ")
         )
     }

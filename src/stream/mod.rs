@@ -29,6 +29,7 @@ pub mod chunk;
 pub mod coordinator;
 pub mod dead_letters;
 pub mod exact;
+pub mod generator_source;
 pub mod graph;
 pub mod ingest;
 pub mod kafka_source;
