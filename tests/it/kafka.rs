@@ -172,7 +172,7 @@ async fn a_json_source_feeds_views_and_bad_records_become_dead_letters() {
     // later (it backfills from the start offsets).
     let meta = rows(
         &client,
-        "SELECT count(*), count(DISTINCT p), min(o) >= 0, bool_and(trace = '\\x742d31'::bytea), \
+        "SELECT count(*), count(DISTINCT p), min(o) >= 0, bool_and(trace = CAST('t-1' AS BYTEA)), \
          bool_and(kts IS NOT NULL), count(DISTINCT k) FROM trades",
     )
     .await;

@@ -88,8 +88,9 @@ fn read(
                     return Ok(());
                 }
                 if last_progress.elapsed() > STALL_TIMEOUT {
+                    let at = consumer.position().map(|l| l.to_topic_map()).unwrap_or_default();
                     return Err(Error::Kafka(format!(
-                        "reading topic \"{topic}\" made no progress for {} s",
+                        "reading topic \"{topic}\" made no progress for {} s (left to read, partition: end offset: {remaining:?}; positions: {at:?})",
                         STALL_TIMEOUT.as_secs()
                     )));
                 }

@@ -139,7 +139,7 @@ impl KafkaOptions {
             // Backpressure: a pipeline slower than the producer leaves
             // records in the broker, not in this process.
             .set("queued.max.messages.kbytes", "16384")
-            .set("fetch.wait.max.ms", "50")
+            .set("fetch.wait.max.ms", "200")
             .set("socket.connection.setup.timeout.ms", "5000")
             .set("reconnect.backoff.max.ms", "2000")
             .set("topic.metadata.refresh.interval.ms", "5000");

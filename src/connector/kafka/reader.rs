@@ -145,6 +145,15 @@ pub fn start(
         .create()
         .map_err(|e| Error::Kafka(e.to_string()))?;
     let consumer = Arc::new(consumer);
+    // Metadata, watermarks and group commits go through a second client:
+    // a broker may answer a connection's requests in order, and a
+    // metadata request queued behind fetches must not stall either.
+    let admin: BaseConsumer = spec
+        .options
+        .consumer_config(group)
+        .create()
+        .map_err(|e| Error::Kafka(e.to_string()))?;
+    let admin = Arc::new(admin);
     let status = Arc::new(ReaderStatus::default());
     {
         let mut parts = status.partitions.lock().expect("status lock");
@@ -170,6 +179,20 @@ pub fn start(
         None => None,
     };
     let runtime = tokio::runtime::Handle::current();
+    let discovered = Arc::new(Mutex::new(Discovered::default()));
+    {
+        let (admin, stop, discovered, topic, name) = (
+            admin.clone(),
+            stop.clone(),
+            discovered.clone(),
+            spec.options.topic.clone(),
+            spec.name.clone(),
+        );
+        std::thread::Builder::new()
+            .name(format!("kafka-meta-{}", spec.name))
+            .spawn(move || discover_loop(&admin, &topic, &name, &stop, &discovered))
+            .map_err(Error::Io)?;
+    }
     let thread = {
         let (consumer, status, stop) = (consumer.clone(), status.clone(), stop.clone());
         std::thread::Builder::new()
@@ -195,6 +218,7 @@ pub fn start(
                     sink,
                     dlq,
                     dead: Vec::new(),
+                    discovered,
                     dirty: false,
                     first_pending: None,
                     runtime,
@@ -207,8 +231,87 @@ pub fn start(
         stop,
         thread: Some(thread),
         status,
-        consumer,
+        consumer: admin,
     })
+}
+
+/// What the metadata thread found: every partition of the topic with its
+/// earliest offset, or the error of the last attempt.
+#[derive(Default)]
+struct Discovered {
+    partitions: BTreeMap<i32, i64>,
+    error: Option<String>,
+    /// Set once a complete answer came.
+    ready: bool,
+}
+
+/// Looks for partitions every [`METADATA_REFRESH`] (the first time at once).
+fn discover_loop(
+    admin: &BaseConsumer,
+    topic: &str,
+    name: &str,
+    stop: &AtomicBool,
+    discovered: &Mutex<Discovered>,
+) {
+    let mut last: Option<Instant> = None;
+    while !stop.load(Ordering::SeqCst) {
+        if last.is_some_and(|t| t.elapsed() < METADATA_REFRESH) {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        last = Some(Instant::now());
+        let known: Vec<i32> = discovered
+            .lock()
+            .expect("discovered lock")
+            .partitions
+            .keys()
+            .copied()
+            .collect();
+        let found = (|| -> Result<BTreeMap<i32, i64>> {
+            let md = admin
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+                .map_err(|e| Error::Kafka(e.to_string()))?;
+            let t = md
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .ok_or_else(|| Error::Kafka(format!("topic \"{topic}\" not found")))?;
+            if let Some(e) = t.error() {
+                return Err(Error::Kafka(format!("topic \"{topic}\": {e:?}")));
+            }
+            let mut out = BTreeMap::new();
+            for part in t.partitions() {
+                let p = part.id();
+                if known.contains(&p) {
+                    continue;
+                }
+                let (low, _) = admin
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .map_err(|e| Error::Kafka(e.to_string()))?;
+                out.insert(p, low);
+            }
+            if t.partitions().len() < known.len() {
+                return Err(Error::Kafka(format!(
+                    "topic \"{topic}\" has {} partitions, fewer than the {} being read: it was recreated",
+                    t.partitions().len(),
+                    known.len()
+                )));
+            }
+            Ok(out)
+        })();
+        let mut d = discovered.lock().expect("discovered lock");
+        match found {
+            Ok(new) => {
+                d.partitions.extend(new);
+                d.error = None;
+                d.ready = true;
+            }
+            Err(e) => {
+                tracing::debug!(source = %name, error = %e, "metadata refresh failed");
+                d.error = Some(e.to_string());
+            }
+        }
+    }
 }
 
 struct Reader {
@@ -220,6 +323,7 @@ struct Reader {
     assembler: Assembler,
     dlq: Option<ThreadedProducer<DefaultProducerContext>>,
     dead: Vec<DeadLetter>,
+    discovered: Arc<Mutex<Discovered>>,
     /// Positions moved since the last delivery.
     dirty: bool,
     first_pending: Option<Instant>,
@@ -242,9 +346,9 @@ impl Reader {
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
-            if last_refresh.is_none_or(|t| t.elapsed() >= METADATA_REFRESH) {
+            if last_refresh.is_none_or(|t| t.elapsed() >= Duration::from_millis(100)) {
                 last_refresh = Some(Instant::now());
-                match self.discover(&topic) {
+                match self.discover() {
                     Ok(changed) => {
                         if changed || !assigned {
                             if let Err(e) = self.assign(&topic) {
@@ -257,7 +361,7 @@ impl Reader {
                     Err(e) => {
                         self.note_broker_error(&mut broker_error, e.to_string());
                         if !assigned {
-                            std::thread::sleep(Duration::from_millis(500));
+                            std::thread::sleep(Duration::from_millis(100));
                             continue;
                         }
                     }
@@ -384,55 +488,44 @@ impl Reader {
         self.first_pending = None;
     }
 
-    /// Looks for partitions; true if new ones were added to the positions.
-    fn discover(&mut self, topic: &str) -> Result<bool> {
-        let md = self
-            .consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .map_err(|e| Error::Kafka(e.to_string()))?;
-        let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
-            return Err(Error::Kafka(format!("topic \"{topic}\" not found")));
-        };
-        if let Some(e) = t.error() {
-            return Err(Error::Kafka(format!("topic \"{topic}\": {e:?}")));
-        }
-        let count = t.partitions().len();
-        if count < self.positions.len() {
-            let why = format!(
-                "topic \"{topic}\" has {count} partitions, fewer than the {} being read: it was recreated",
-                self.positions.len()
-            );
+    /// Takes what the metadata thread found; true if new partitions were
+    /// added to the positions. Before its first answer, the positions
+    /// given at start are all there is (Err only if it has failed).
+    fn discover(&mut self) -> Result<bool> {
+        let d = self.discovered.lock().expect("discovered lock");
+        if let Some(why) = d.error.as_ref().filter(|w| w.contains("recreated")) {
+            let why = why.clone();
+            drop(d);
             tracing::error!(source = %self.spec.name, "{why}");
             *self.status.failed.lock().expect("status lock") = Some(why);
             return Ok(false);
         }
-        let mut changed = false;
-        for part in t.partitions() {
-            let p = part.id();
-            if self.positions.contains_key(&p) {
-                continue;
-            }
-            let (low, _high) = self
-                .consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(5))
-                .map_err(|e| Error::Kafka(e.to_string()))?;
-            tracing::info!(source = %self.spec.name, partition = p, offset = low, "new partition; reading from its earliest offset");
-            self.positions.insert(p, low);
-            self.status
-                .partitions
-                .lock()
-                .expect("status lock")
-                .insert(
-                    p,
-                    PartitionStatus {
-                        position: low,
-                        state: "reading",
-                        ..Default::default()
-                    },
-                );
-            changed = true;
+        if !d.ready {
+            return match &d.error {
+                Some(e) if self.positions.is_empty() => Err(Error::Kafka(e.clone())),
+                _ => Ok(false),
+            };
         }
-        Ok(changed)
+        let new: Vec<(i32, i64)> = d
+            .partitions
+            .iter()
+            .filter(|(p, _)| !self.positions.contains_key(p))
+            .map(|(p, o)| (*p, *o))
+            .collect();
+        drop(d);
+        for (p, low) in &new {
+            tracing::info!(source = %self.spec.name, partition = p, offset = low, "new partition; reading from its earliest offset");
+            self.positions.insert(*p, *low);
+            self.status.partitions.lock().expect("status lock").insert(
+                *p,
+                PartitionStatus {
+                    position: *low,
+                    state: "reading",
+                    ..Default::default()
+                },
+            );
+        }
+        Ok(!new.is_empty())
     }
 
     fn assign(&self, topic: &str) -> Result<()> {
