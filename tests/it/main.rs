@@ -10,6 +10,7 @@ mod clients;
 mod concurrency;
 mod faults;
 mod kafka;
+mod kafka_views;
 mod oracle;
 mod persistence;
 mod protocol;

@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 use crate::oracle::{Postgres, normalize};
 use crate::support::{Rng, Server, rows};
 
-const VIEWS: &[(&str, &str)] = &[
+pub(crate) const VIEWS: &[(&str, &str)] = &[
     (
         "v_filter",
         "SELECT id, grp, amount * 2 AS a2, upper(note) AS loud FROM items \
@@ -214,7 +214,7 @@ const PG_QUERIES: &[(&str, &str)] = &[
     ),
 ];
 
-fn pg_query<'a>(name: &str, query: &'a str) -> &'a str {
+pub(crate) fn pg_query<'a>(name: &str, query: &'a str) -> &'a str {
     PG_QUERIES
         .iter()
         .find(|(n, _)| *n == name)
@@ -226,7 +226,7 @@ fn sorted(mut r: Vec<Vec<String>>) -> Vec<Vec<String>> {
     r
 }
 
-fn normalized(r: Vec<Vec<String>>) -> Vec<Vec<String>> {
+pub(crate) fn normalized(r: Vec<Vec<String>>) -> Vec<Vec<String>> {
     sorted(
         r.into_iter()
             .map(|row| row.iter().map(|v| normalize(v)).collect())
@@ -234,7 +234,7 @@ fn normalized(r: Vec<Vec<String>>) -> Vec<Vec<String>> {
     )
 }
 
-fn diff(
+pub(crate) fn diff(
     seed: u64,
     step: usize,
     name: &str,
