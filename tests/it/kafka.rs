@@ -433,3 +433,137 @@ async fn a_connector_table_is_exactly_once_across_kill_9() {
     .await;
     assert_eq!(parts[0][0], N.to_string(), "{parts:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_and_jsonb_sources_and_drop_source_cascade_during_ingest() {
+    let broker = Broker::start();
+    broker.create_topic("csv", 2).await;
+    broker.create_topic("docs", 1).await;
+    let server = Server::start();
+    let client = server.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE c (id INT, name VARCHAR, amount NUMERIC(10,2), day DATE) \
+             WITH (connector='kafka', topic='csv', properties.bootstrap.server='{0}') \
+             FORMAT PLAIN ENCODE CSV (delimiter = ';');
+             CREATE SOURCE d (doc JSONB) \
+             WITH (connector='kafka', topic='docs', properties.bootstrap.server='{0}') \
+             FORMAT PLAIN ENCODE JSON;
+             CREATE MATERIALIZED VIEW cv AS SELECT count(*) AS n, sum(amount) AS s, count(name) AS names FROM c;
+             CREATE MATERIALIZED VIEW dv AS SELECT doc ->> 'kind' AS kind, count(*) AS n, \
+                sum(CAST(doc #>> '{{v,x}}' AS BIGINT)) AS x FROM d GROUP BY doc ->> 'kind'",
+            broker.bootstrap()
+        ))
+        .await
+        .unwrap();
+    let producer = broker.producer();
+    let csv = [
+        "id;name;amount;day",                 // a header: skipped
+        "1;alice;10.50;2026-01-02",
+        "2;\"semi;colon\";-3.25;2026-01-03\n",
+        "3;;0.01;2026-01-04\r\n",             // empty name is NULL
+        "4;\"\";1;2026-01-05",                // quoted empty string is ''
+        "5;too;many;fields;here",             // dead letter
+        "x;bad;1;2026-01-01",                 // dead letter
+    ];
+    produce(&producer, "csv", csv.iter().map(|p| Record::new(p.as_bytes())).collect()).await;
+    let docs = [
+        r#"{"doc": {"kind": "a", "v": {"x": 5}}}"#,
+        r#"{"doc": {"kind": "a", "v": {"x": 7}, "extra": [1, 2]}}"#,
+        r#"{"doc": {"kind": "b"}}"#,
+        r#"{"doc": null}"#,
+    ];
+    produce(&producer, "docs", docs.iter().map(|p| Record::new(p.as_bytes())).collect()).await;
+    client.batch_execute("FLUSH").await.unwrap();
+    assert_eq!(rows(&client, "SELECT n, s, names FROM cv").await, vec![vec!["4", "8.26", "3"]]);
+    assert_eq!(
+        rows(&client, "SELECT kind, n, x FROM dv ORDER BY kind NULLS LAST").await,
+        vec![
+            vec!["a", "2", "12"],
+            vec!["b", "1", "NULL"],
+            vec!["NULL", "1", "NULL"]
+        ]
+    );
+    assert_eq!(
+        rows(&client, "SELECT count(*) FROM streamlake.dead_letters WHERE source = 'c'").await[0][0],
+        "2"
+    );
+
+    // DROP SOURCE … CASCADE while records keep arriving and FLUSH runs.
+    let bootstrap = broker.bootstrap();
+    let producing = tokio::spawn(async move {
+        let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+        for i in 0..20 {
+            let lines: Vec<String> = (0..100).map(|k| format!("{};n;1;2026-01-01", i * 100 + k)).collect();
+            produce(&producer, "csv", lines.iter().map(|l| Record::new(l.as_bytes())).collect()).await;
+        }
+    });
+    let flusher = {
+        let c2 = server.client().await;
+        tokio::spawn(async move {
+            for _ in 0..5 {
+                let _ = c2.batch_execute("FLUSH").await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sqlstate(&client, "DROP SOURCE c").await, "2BP01");
+    client.batch_execute("DROP SOURCE c CASCADE").await.unwrap();
+    assert_eq!(sqlstate(&client, "SELECT * FROM cv").await, "42P01");
+    producing.await.unwrap();
+    flusher.await.unwrap();
+    client.batch_execute("FLUSH").await.unwrap();
+    // The name is free again, and the new source reads the topic afresh.
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE c (id INT, name VARCHAR, amount NUMERIC(10,2), day DATE) \
+             WITH (connector='kafka', topic='csv', properties.bootstrap.server='{}') \
+             FORMAT PLAIN ENCODE CSV (delimiter = ';');
+             CREATE MATERIALIZED VIEW cv AS SELECT count(*) AS n FROM c",
+            broker.bootstrap()
+        ))
+        .await
+        .unwrap();
+    client.batch_execute("FLUSH").await.unwrap();
+    assert_eq!(rows(&client, "SELECT n FROM cv").await, vec![vec!["2004"]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_while_producing_loses_and_repeats_nothing() {
+    let mut broker = Broker::start();
+    broker.create_topic("r", 3).await;
+    let server = Server::start();
+    let client = server.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE r (id BIGINT) WITH (connector='kafka', topic='r', properties.bootstrap.server='{0}') FORMAT PLAIN ENCODE JSON;
+             CREATE TABLE rt (id BIGINT) WITH (connector='kafka', topic='r', properties.bootstrap.server='{0}') FORMAT PLAIN ENCODE JSON;
+             CREATE MATERIALIZED VIEW rv AS SELECT count(*) AS n, count(DISTINCT id) AS d, sum(id) AS s FROM r",
+            broker.bootstrap()
+        ))
+        .await
+        .unwrap();
+    let producer = broker.producer();
+    let batch = |from: i64| -> Vec<String> { (from..from + 500).map(|i| format!(r#"{{"id": {i}}}"#)).collect() };
+    let first = batch(0);
+    produce(&producer, "r", first.iter().map(|p| Record::new(p.as_bytes())).collect()).await;
+    broker.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let waiting = rows(&client, "SELECT DISTINCT state FROM streamlake.source_partitions WHERE source = 'r'").await;
+    broker.restart();
+    let second = batch(500);
+    produce(&producer, "r", second.iter().map(|p| Record::new(p.as_bytes())).collect()).await;
+    client.batch_execute("FLUSH").await.unwrap();
+    assert_eq!(
+        rows(&client, "SELECT n, d, s FROM rv").await,
+        vec![vec!["1000", "1000", "499500"]],
+        "states while the broker was down: {waiting:?}"
+    );
+    assert_eq!(
+        rows(&client, "SELECT count(*), count(DISTINCT id) FROM rt").await,
+        vec![vec!["1000", "1000"]]
+    );
+}
