@@ -199,3 +199,24 @@ pub async fn produce(producer: &FutureProducer, topic: &str, records: Vec<Record
     }
     producer.flush(Duration::from_secs(30)).unwrap();
 }
+
+impl Broker {
+    /// Grows a topic to `total` partitions.
+    pub async fn add_partitions(&self, topic: &str, total: usize) -> Result<(), String> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create()
+            .unwrap();
+        let res = admin
+            .create_partitions(
+                &[rdkafka::admin::NewPartitions::new(topic, total)],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        for r in res {
+            r.map_err(|(t, e)| format!("{t}: {e}"))?;
+        }
+        Ok(())
+    }
+}

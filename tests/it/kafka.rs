@@ -567,3 +567,70 @@ async fn a_broker_restart_while_producing_loses_and_repeats_nothing() {
         vec![vec!["1000", "1000"]]
     );
 }
+
+/// Neither tansu 0.6 nor librdkafka's mock cluster can add partitions to a
+/// topic (CreatePartitions is unsupported), so the test makes the reader
+/// meet partitions it did not know at start another way: the source's
+/// stored start offsets are cut down to partition 0 while the server is
+/// stopped; after the restart the reader finds partitions 1 and 2 through
+/// its metadata refresh, as it would find added ones, and must read them
+/// from their earliest offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_unknown_at_start_are_found_and_read_from_their_start() {
+    let broker = Broker::start();
+    broker.create_topic("grow", 3).await;
+    assert!(
+        broker.add_partitions("grow", 4).await.is_err(),
+        "tansu grows topics now: test adding a partition for real"
+    );
+    let mut server = Server::start();
+    let client = server.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE g (id BIGINT) INCLUDE partition AS p WITH (connector='kafka', topic='grow', properties.bootstrap.server='{}') FORMAT PLAIN ENCODE JSON;
+             CREATE MATERIALIZED VIEW gv AS SELECT p, count(*) AS n FROM g GROUP BY p",
+            broker.bootstrap()
+        ))
+        .await
+        .unwrap();
+    drop(client);
+    server.stop();
+    let status = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+             c.execute(\"UPDATE streamlake_sources SET start_offsets = '{\\\"0\\\":0}' WHERE name = 'g'\"); c.commit()",
+        )
+        .arg(server.catalog_db())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let producer = broker.producer();
+    let payloads: Vec<String> = (0..30).map(|i| format!(r#"{{"id": {i}}}"#)).collect();
+    produce(
+        &producer,
+        "grow",
+        payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Record {
+                partition: Some((i % 3) as i32),
+                ..Record::new(p.as_bytes())
+            })
+            .collect(),
+    )
+    .await;
+    server.restart();
+    let client = server.client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        client.batch_execute("FLUSH").await.unwrap();
+        let got = rows(&client, "SELECT p, n FROM gv ORDER BY p").await;
+        if got == vec![vec!["0", "10"], vec!["1", "10"], vec!["2", "10"]] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "partitions 1 and 2 not read: {got:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(server.log().contains("new partition"));
+}
