@@ -162,6 +162,11 @@ enum Special {
     ShowCreateSource(String),
 }
 
+/// The session's statement_timeout, if set.
+fn statement_timeout(client: &(impl ClientInfo + ?Sized)) -> Option<std::time::Duration> {
+    datafusion_postgres::client::get_statement_timeout(client).filter(|d| !d.is_zero())
+}
+
 /// A name as written: quoted names keep their case, others are folded.
 fn fold_name(raw: &str) -> String {
     match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
@@ -376,11 +381,19 @@ impl FrontDoor {
         }
     }
 
-    async fn flush(&self) -> PgWireResult<Response> {
-        self.lake
-            .flush()
-            .await
-            .map_err(crate::server::errors::to_pg)?;
+    /// FLUSH, bounded by the session's statement_timeout (57014 when a
+    /// broker does not answer in time).
+    async fn flush(&self, timeout: Option<std::time::Duration>) -> PgWireResult<Response> {
+        let flush = self.lake.flush();
+        let done = match timeout {
+            Some(t) => tokio::time::timeout(t, flush).await.map_err(|_| {
+                crate::server::errors::to_pg(crate::error::Error::QueryCanceled(
+                    "canceling statement due to statement timeout".into(),
+                ))
+            })?,
+            None => flush.await,
+        };
+        done.map_err(crate::server::errors::to_pg)?;
         Ok(Response::Execution(pgwire::api::results::Tag::new("FLUSH")))
     }
 }
@@ -404,7 +417,7 @@ impl SimpleQueryHandler for FrontDoor {
         let mut responses = Vec::new();
         for piece in pieces {
             match special(piece) {
-                Some(Special::Flush) => responses.push(self.flush().await?),
+                Some(Special::Flush) => responses.push(self.flush(statement_timeout(client)).await?),
                 Some(Special::ShowViews) => responses.extend(
                     SimpleQueryHandler::do_query(self.session.as_ref(), client, SHOW_VIEWS).await?,
                 ),
@@ -622,7 +635,7 @@ impl ExtendedQueryHandler for FrontDoor {
         if portal.statement.statement.1.is_none() {
             let text = &portal.statement.statement.0;
             match special(text) {
-                Some(Special::Flush) => return self.flush().await,
+                Some(Special::Flush) => return self.flush(statement_timeout(client)).await,
                 Some(ddl @ (Special::CreateSource | Special::DropSource { .. })) => {
                     return self.source_ddl(ddl, text).await;
                 }

@@ -553,6 +553,12 @@ async fn a_broker_restart_while_producing_loses_and_repeats_nothing() {
     broker.stop();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let waiting = rows(&client, "SELECT DISTINCT state FROM streamlake.source_partitions WHERE source = 'r'").await;
+    // FLUSH cannot learn the high watermarks: it honours statement_timeout.
+    client.batch_execute("SET statement_timeout = '1500ms'").await.unwrap();
+    let t = Instant::now();
+    assert_eq!(sqlstate(&client, "FLUSH").await, "57014");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    client.batch_execute("SET statement_timeout = 0").await.unwrap();
     broker.restart();
     let second = batch(500);
     produce(&producer, "r", second.iter().map(|p| Record::new(p.as_bytes())).collect()).await;
