@@ -40,6 +40,9 @@ use crate::error::{Error, Result};
 use crate::storage::expire;
 use crate::storage::warehouse::Warehouse;
 
+/// More manifests than this in a snapshot are merged by its commit.
+const MAX_MANIFESTS: usize = 16;
+
 /// What one commit changes.
 #[derive(Debug, Default)]
 pub struct Change {
@@ -140,6 +143,8 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
         format!("{location}/metadata/{commit_uuid}-m{manifest_counter}.avro")
     };
 
+    // Manifests carried over unchanged; merged if too many pile up.
+    let mut untouched: Vec<(ManifestFile, Vec<LiveFile>)> = Vec::new();
     for (manifest_file, files) in live_files(table).await? {
         let touched = files
             .iter()
@@ -161,7 +166,7 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
             }
         }
         if !touched {
-            manifests.push(manifest_file);
+            untouched.push((manifest_file, files));
             continue;
         }
         let kept: Vec<&crate::storage::commit::LiveFile> = files
@@ -187,6 +192,47 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
             )?;
         }
         manifests.push(writer.write_manifest_file().await?);
+    }
+    // Every commit adds a manifest or two and every later commit reads
+    // them all, so once they pile up the untouched ones of the current
+    // partition spec are merged, one per content type (Iceberg's manifest
+    // merging). Their entries keep their snapshot and sequence numbers.
+    if untouched.len() + manifests.len() + 2 > MAX_MANIFESTS {
+        let spec_id = metadata.default_partition_spec_id();
+        let mut merge: HashMap<ManifestContentType, Vec<LiveFile>> = HashMap::new();
+        for (manifest_file, files) in untouched {
+            if manifest_file.partition_spec_id == spec_id {
+                merge
+                    .entry(manifest_file.content)
+                    .or_default()
+                    .extend(files);
+            } else {
+                manifests.push(manifest_file);
+            }
+        }
+        for (content, files) in merge {
+            if files.is_empty() {
+                continue;
+            }
+            let mut writer = manifest_writer(
+                file_io.new_output(next_manifest_path())?,
+                snapshot_id,
+                &schema,
+                &spec,
+                content,
+            );
+            for f in files {
+                writer.add_existing_file(
+                    f.data_file,
+                    f.snapshot_id,
+                    f.sequence_number,
+                    f.file_sequence_number.or(Some(f.sequence_number)),
+                )?;
+            }
+            manifests.push(writer.write_manifest_file().await?);
+        }
+    } else {
+        manifests.extend(untouched.into_iter().map(|(m, _)| m));
     }
     if deleted_files as usize != change.removed.len() {
         return Err(Error::CommitConflict(format!(
