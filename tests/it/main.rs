@@ -5,6 +5,7 @@
 mod support;
 
 mod adversarial;
+mod checkpoints;
 mod clients;
 mod concurrency;
 mod faults;
