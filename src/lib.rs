@@ -11,7 +11,7 @@
 //! - [`stream`]: the runtime — sources (table change feeds), the barrier
 //!   coordinator and its durable epochs, operators, materialized views.
 //! - [`storage`]: the warehouse (catalog + object storage), Parquet data
-//!   files, snapshot commits, and the table provider that reads and writes
+//!   files, snapshot commits and expiry, and the table provider that reads and writes
 //!   Iceberg tables.
 //! - [`config`]: flags, environment and TOML configuration.
 //! - [`error`]: the engine's errors and their SQLSTATEs.

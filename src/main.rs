@@ -91,7 +91,17 @@ async fn main() -> anyhow::Result<()> {
     );
     tokio::select! {
         r = server::serve(listener, handlers) => r?,
-        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = shutdown_signal() => {
+            // A last checkpoint, so the views' Iceberg tables are current
+            // for other engines (after a restart views rebuild anyway).
+            tracing::info!("shutting down: committing the views");
+            let last = engine.lake.checkpoint();
+            match tokio::time::timeout(std::time::Duration::from_secs(10), last).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "the last checkpoint failed"),
+                Err(_) => tracing::warn!("the last checkpoint did not finish in 10 s"),
+            }
+        }
     }
     Ok(())
 }

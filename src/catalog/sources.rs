@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use datafusion::arrow::datatypes::{Field, Schema as ArrowSchema};
 use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
@@ -32,8 +31,6 @@ use crate::stream::source::{Source, TableSource};
 pub const CONNECTOR_SQL_PROPERTY: &str = "streamlake.connector.sql";
 /// Table property: the start offsets resolved at CREATE (JSON).
 pub const CONNECTOR_START_PROPERTY: &str = "streamlake.connector.start";
-/// How often connector tables commit what they staged.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The Iceberg schema of a source: declared columns, then INCLUDE columns.
 fn full_schema(def: &SourceDef) -> Result<Schema> {
@@ -468,9 +465,9 @@ impl super::Lake {
     }
 
     /// Waits until every Kafka record in the brokers now is in the feeds
-    /// (sources) or staged (connector tables), then commits connector
-    /// tables and dead letters: the part of FLUSH before its epoch.
-    pub async fn catch_up_and_commit(&self) -> Result<()> {
+    /// (sources) or staged (connector tables): the part of FLUSH before its
+    /// checkpoint.
+    pub async fn catch_up_connectors(&self) -> Result<()> {
         let sources = self.public.sources();
         for s in &sources {
             s.runtime().catch_up().await?;
@@ -485,10 +482,11 @@ impl super::Lake {
         for i in &ingests {
             i.catch_up().await?;
         }
-        self.commit_connectors().await
+        Ok(())
     }
 
-    /// Commits what connector tables staged, and dead letters.
+    /// Commits what connector tables staged, and dead letters (at every
+    /// checkpoint, before its barrier).
     pub async fn commit_connectors(&self) -> Result<()> {
         let ingests: Vec<_> = self
             .ingests
@@ -507,27 +505,6 @@ impl super::Lake {
             }
         }
         Ok(())
-    }
-
-    /// Commits connector tables and dead letters every
-    /// [`CHECKPOINT_INTERVAL`].
-    pub fn start_connector_checkpoints(self: &Arc<Self>) {
-        let lake = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let every = std::env::var("STREAMLAKE_CONNECTOR_CHECKPOINT_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .map_or(CHECKPOINT_INTERVAL, Duration::from_millis);
-            let mut interval = tokio::time::interval(every);
-            interval.tick().await;
-            loop {
-                interval.tick().await;
-                let Some(lake) = lake.upgrade() else { break };
-                if let Err(e) = lake.commit_connectors().await {
-                    tracing::warn!(error = %e, "connector checkpoint failed; retrying at the next one");
-                }
-            }
-        });
     }
 
     /// `SHOW SOURCES`: names and kinds, as a query.

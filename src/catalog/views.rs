@@ -1,10 +1,11 @@
-//! Materialized views: creation (plan, backfill, subscribe), the epoch
-//! barrier behind `FLUSH`, drop, and restore after a restart.
+//! Materialized views: creation (plan, backfill, subscribe), the barriers
+//! (epochs, and the checkpoints behind `FLUSH`), drop, and restore after a
+//! restart.
 //!
 //! A view's definition is durable as properties of its own Iceberg table
 //! (`streamlake.view.sql`), which also holds its contents as of the last
-//! epoch. After a restart every view is planned again and recomputed from
-//! its base table, then follows it as before.
+//! checkpoint. After a restart every view is planned again and recomputed
+//! from its base table, then follows it as before.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 use crate::sql::view_plan;
 use crate::storage::table::LakeTable;
-use crate::stream::message::Epoch;
+use crate::stream::message::{BarrierKind, Epoch};
 use crate::stream::ops::materialize::MaterializeOperator;
 use crate::stream::view::{ViewContents, ViewTable, ViewTask};
 
@@ -340,12 +341,13 @@ impl super::Lake {
         self.public.view_definitions()
     }
 
-    /// FLUSH: ends the current epoch and fails (XX000) if a view has
-    /// stopped and is not rebuilt yet, rather than answer as if its stale
-    /// rows were current.
+    /// FLUSH: a checkpoint — when it returns, every change made before the
+    /// call is in every view and in every view's Iceberg table. Fails
+    /// (XX000) if a view has stopped and is not rebuilt yet, rather than
+    /// answer as if its stale rows were current.
     pub async fn flush(&self) -> Result<Epoch> {
-        self.catch_up_and_commit().await?;
-        let epoch = self.end_epoch().await?;
+        self.catch_up_connectors().await?;
+        let epoch = self.checkpoint().await?;
         for (name, _) in self.public.view_definitions() {
             if let Some(why) = self.public.view(&name).and_then(|v| v.contents.failure()) {
                 return Err(Error::ViewError {
@@ -359,11 +361,36 @@ impl super::Lake {
     }
 
     /// Ends the current epoch: returns once every change made before the
-    /// call is reflected in every view, published and committed to the
-    /// views' Iceberg tables.
+    /// call is reflected in every view, published for reads (the views'
+    /// Iceberg tables catch up at the next checkpoint).
     pub async fn end_epoch(&self) -> Result<Epoch> {
+        self.barrier(BarrierKind::Epoch).await
+    }
+
+    /// Ends the current epoch with a checkpoint: returns once every change
+    /// made before the call is published in every view and committed to
+    /// the views' Iceberg tables (one snapshot per view changed since its
+    /// last commit).
+    pub async fn checkpoint(&self) -> Result<Epoch> {
+        // Connector tables and dead letters commit first: their rows then
+        // reach the views in the epoch this checkpoint ends.
+        self.commit_connectors().await?;
+        self.barrier(BarrierKind::Checkpoint).await
+    }
+
+    /// The periodic barrier: a checkpoint once `checkpoint_interval` has
+    /// passed since the last one (FLUSH's included), else an epoch.
+    pub async fn tick(&self, checkpoint_interval: std::time::Duration) -> Result<Epoch> {
+        if self.coordinator.since_checkpoint() >= checkpoint_interval {
+            self.checkpoint().await
+        } else {
+            self.end_epoch().await
+        }
+    }
+
+    async fn barrier(&self, kind: BarrierKind) -> Result<Epoch> {
         self.coordinator
-            .end_epoch(|epoch| {
+            .end_epoch(kind, |epoch| {
                 self.views
                     .lock()
                     .expect("views lock")

@@ -43,9 +43,6 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::storage::warehouse::Warehouse;
 
-/// How often a barrier ends the epoch when nobody calls FLUSH.
-pub const BARRIER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// The database name clients connect to.
 pub const DATABASE: &str = "dev";
 
@@ -141,15 +138,19 @@ impl Engine {
         }
         lake.restore_views(&ctx).await?;
         lake.start_rebuilder(ctx.clone());
-        lake.start_connector_checkpoints();
-        // Periodic barriers keep views fresh without FLUSH.
+        // Periodic barriers keep views fresh without FLUSH: an epoch every
+        // barrier_interval, and every checkpoint_interval a checkpoint that
+        // commits the views to Iceberg.
         let ticker = Arc::downgrade(&lake);
+        let (every, checkpoint_interval) = (config.barrier_interval, config.checkpoint_interval);
         tokio::spawn(async move {
-            let mut interval = tokio::time::interval(BARRIER_INTERVAL);
+            let mut interval = tokio::time::interval(every);
+            // A slow barrier delays the next; ticks never pile up.
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
                 let Some(lake) = ticker.upgrade() else { break };
-                if let Err(e) = lake.end_epoch().await {
+                if let Err(e) = lake.tick(checkpoint_interval).await {
                     tracing::warn!(error = %e, "periodic barrier failed");
                 }
             }

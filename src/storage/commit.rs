@@ -18,6 +18,11 @@
 //! Iceberg reader sees exactly the live rows without having to understand
 //! delete files. Views may also add position delete files
 //! (`storage::deletes`), which every v2 reader applies.
+//!
+//! The same new metadata also expires old snapshots and trims the metadata
+//! log (see [`crate::storage::expire`]); once the swap has succeeded, the
+//! files only they reached are deleted. Callers hold the table's writer
+//! lock, so expiry never races a commit of the same table.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -32,7 +37,11 @@ use iceberg::{MetadataLocation, TableIdent};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::storage::expire;
 use crate::storage::warehouse::Warehouse;
+
+/// More manifests than this in a snapshot are merged by its commit.
+const MAX_MANIFESTS: usize = 16;
 
 /// What one commit changes.
 #[derive(Debug, Default)]
@@ -134,6 +143,8 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
         format!("{location}/metadata/{commit_uuid}-m{manifest_counter}.avro")
     };
 
+    // Manifests carried over unchanged; merged if too many pile up.
+    let mut untouched: Vec<(ManifestFile, Vec<LiveFile>)> = Vec::new();
     for (manifest_file, files) in live_files(table).await? {
         let touched = files
             .iter()
@@ -155,7 +166,7 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
             }
         }
         if !touched {
-            manifests.push(manifest_file);
+            untouched.push((manifest_file, files));
             continue;
         }
         let kept: Vec<&crate::storage::commit::LiveFile> = files
@@ -181,6 +192,47 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
             )?;
         }
         manifests.push(writer.write_manifest_file().await?);
+    }
+    // Every commit adds a manifest or two and every later commit reads
+    // them all, so once they pile up the untouched ones of the current
+    // partition spec are merged, one per content type (Iceberg's manifest
+    // merging). Their entries keep their snapshot and sequence numbers.
+    if untouched.len() + manifests.len() + 2 > MAX_MANIFESTS {
+        let spec_id = metadata.default_partition_spec_id();
+        let mut merge: HashMap<ManifestContentType, Vec<LiveFile>> = HashMap::new();
+        for (manifest_file, files) in untouched {
+            if manifest_file.partition_spec_id == spec_id {
+                merge
+                    .entry(manifest_file.content)
+                    .or_default()
+                    .extend(files);
+            } else {
+                manifests.push(manifest_file);
+            }
+        }
+        for (content, files) in merge {
+            if files.is_empty() {
+                continue;
+            }
+            let mut writer = manifest_writer(
+                file_io.new_output(next_manifest_path())?,
+                snapshot_id,
+                &schema,
+                &spec,
+                content,
+            );
+            for f in files {
+                writer.add_existing_file(
+                    f.data_file,
+                    f.snapshot_id,
+                    f.sequence_number,
+                    f.file_sequence_number.or(Some(f.sequence_number)),
+                )?;
+            }
+            manifests.push(writer.write_manifest_file().await?);
+        }
+    } else {
+        manifests.extend(untouched.into_iter().map(|(m, _)| m));
     }
     if deleted_files as usize != change.removed.len() {
         return Err(Error::CommitConflict(format!(
@@ -267,11 +319,12 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
     put("total-delete-files", total_delete_files);
     put("total-position-deletes", total_position_deletes);
     put("total-equality-deletes", 0);
+    let now_ms = chrono::Utc::now().timestamp_millis();
     let snapshot = Snapshot::builder()
         .with_snapshot_id(snapshot_id)
         .with_parent_snapshot_id(metadata.current_snapshot_id())
         .with_sequence_number(sequence_number)
-        .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
+        .with_timestamp_ms(now_ms)
         .with_manifest_list(list_path)
         .with_summary(Summary {
             operation,
@@ -281,18 +334,22 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
         .build();
 
     let old_location = table.metadata_location_result()?.to_string();
-    let built =
+    let policy = expire::Policy::of(metadata.properties(), warehouse.retention());
+    let expiry = expire::plan(metadata, &snapshot, &policy, now_ms)?;
+    let builder =
         TableMetadataBuilder::new_from_metadata(metadata.clone(), Some(old_location.clone()))
             .add_snapshot(snapshot)?
             .set_ref(
                 MAIN_BRANCH,
                 SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None)),
-            )?
-            .build()?;
+            )?;
+    let built = expiry.apply(builder).build()?;
+    let (new_metadata, old_metadata_files) =
+        expire::trim_metadata_log(metadata, &old_location, built.metadata, &policy)?;
     // Every commit writes a new metadata file (next version, new UUID) and
     // never touches the current one: the CAS below is the only switch.
     let new_location = match MetadataLocation::from_str(&old_location) {
-        Ok(l) => l.with_next_version().with_new_metadata(&built.metadata),
+        Ok(l) => l.with_next_version().with_new_metadata(&new_metadata),
         Err(_) => {
             return Err(Error::Internal(format!(
                 "unexpected metadata location {old_location}"
@@ -302,7 +359,7 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
     if new_location.to_string() == old_location {
         return Err(Error::Internal("metadata location did not advance".into()));
     }
-    built.metadata.write_to(file_io, &new_location).await?;
+    new_metadata.write_to(file_io, &new_location).await?;
     let new_location = new_location.to_string();
     if let Err(e) = warehouse
         .swap_metadata_location(table.identifier(), &old_location, &new_location)
@@ -326,19 +383,21 @@ pub async fn commit(warehouse: &Warehouse, table: &Table, change: Change) -> Res
     // point can fail and make a committed statement look failed.
     let local = iceberg::Runtime::try_current().and_then(|runtime| {
         Table::builder()
-            .metadata(built.metadata)
+            .metadata(new_metadata)
             .metadata_location(new_location)
             .identifier(table.identifier().clone())
             .file_io(file_io.clone())
             .runtime(runtime)
             .build()
     });
-    match local {
-        Ok(t) => Ok(t),
+    let committed = match local {
+        Ok(t) => t,
         // Not expected (every required part is given); reading it back is
         // the fallback.
-        Err(_) => warehouse.load_table(table.identifier()).await,
-    }
+        Err(_) => warehouse.load_table(table.identifier()).await?,
+    };
+    expire::clean_up(&committed, &expiry, &old_metadata_files, &policy).await;
+    Ok(committed)
 }
 
 /// A manifest writer of the new snapshot, for data or delete files.

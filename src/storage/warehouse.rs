@@ -29,6 +29,8 @@ pub struct Warehouse {
     pool: SqlitePool,
     catalog_name: String,
     location: String,
+    /// The history every table keeps (applied by each commit).
+    retention: crate::config::Retention,
 }
 
 impl std::fmt::Debug for Warehouse {
@@ -83,6 +85,7 @@ impl Warehouse {
             pool,
             catalog_name: config.catalog_name.clone(),
             location: config.warehouse.clone(),
+            retention: config.retention.clone(),
         };
         wh.ensure_namespace("public").await?;
         wh.ensure_namespace("streamlake").await?;
@@ -99,6 +102,12 @@ impl Warehouse {
         .execute(&wh.pool)
         .await?;
         Ok(Arc::new(wh))
+    }
+
+    /// The history every table keeps, unless its own properties say
+    /// otherwise (see [`crate::storage::expire`]).
+    pub fn retention(&self) -> &crate::config::Retention {
+        &self.retention
     }
 
     /// The warehouse root (`file:///…` or `s3://…`).

@@ -2,11 +2,16 @@
 //! into every source at once, and records when epochs complete.
 //!
 //! ```text
-//!   end_epoch ─▶ N = last + 1 ─▶ inject Barrier(N) into every source ─▶ wait for the token
-//!                  │ (durable, reserved in blocks)                         │ (views publish N,
-//!                  ▼                                                       ▼  pass it on, drop it)
-//!            catalog counter                                  EpochClock: N completed at t
+//!   end_epoch(kind) ─▶ N = last + 1 ─▶ inject Barrier(N, kind) into every source ─▶ wait for the token
+//!                        │ (durable, reserved in blocks)                             │ (views publish N,
+//!                        ▼                                                           ▼  [commit,] pass it on)
+//!                  catalog counter                                      EpochClock: N completed at t
 //! ```
+//!
+//! A barrier is an [`Epoch`](BarrierKind::Epoch) (views publish in memory)
+//! or a [`Checkpoint`](BarrierKind::Checkpoint) (views also commit to
+//! Iceberg); the coordinator records when the last checkpoint was injected
+//! so the periodic loop knows when the next is due.
 //!
 //! Epochs are durable and monotonic across restarts: the counter reserves
 //! [`EPOCH_BLOCK`] epochs at a time in the catalog database and, after a
@@ -26,7 +31,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, MutexGuard};
@@ -61,6 +66,9 @@ pub struct BarrierCoordinator {
     lock: Mutex<()>,
     sources: RwLock<BTreeMap<String, Arc<dyn Source>>>,
     clock: Arc<EpochClock>,
+    /// When the last checkpoint barrier was injected (the start, before
+    /// the first).
+    last_checkpoint: std::sync::Mutex<Instant>,
 }
 
 impl std::fmt::Debug for BarrierCoordinator {
@@ -91,6 +99,7 @@ impl BarrierCoordinator {
             lock: Mutex::new(()),
             sources: RwLock::new(BTreeMap::new()),
             clock,
+            last_checkpoint: std::sync::Mutex::new(Instant::now()),
         })
     }
 
@@ -102,6 +111,14 @@ impl BarrierCoordinator {
     /// The last epoch a barrier was injected for.
     pub fn last_epoch(&self) -> Epoch {
         self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// How long ago the last checkpoint barrier was injected.
+    pub fn since_checkpoint(&self) -> Duration {
+        self.last_checkpoint
+            .lock()
+            .expect("checkpoint lock")
+            .elapsed()
     }
 
     /// Registers a source under its relation's name.
@@ -133,11 +150,16 @@ impl BarrierCoordinator {
         }
     }
 
-    /// Ends the current epoch: injects its barrier into every source at
-    /// once and returns when every view has published it. `behind` names
-    /// the views still missing it, for the log line of a slow epoch.
-    #[tracing::instrument(skip_all)]
-    pub async fn end_epoch(&self, behind: impl Fn(Epoch) -> Vec<String>) -> Result<Epoch> {
+    /// Ends the current epoch: injects its barrier, of `kind`, into every
+    /// source at once and returns when every view has published it (and,
+    /// for a checkpoint, committed it). `behind` names the views still
+    /// missing it, for the log line of a slow epoch.
+    #[tracing::instrument(skip(self, behind))]
+    pub async fn end_epoch(
+        &self,
+        kind: BarrierKind,
+        behind: impl Fn(Epoch) -> Vec<String>,
+    ) -> Result<Epoch> {
         let _one_at_a_time = self.lock.lock().await;
         let epoch = self.epoch.load(Ordering::SeqCst) + 1;
         if epoch > self.reserved.load(Ordering::SeqCst) {
@@ -146,10 +168,13 @@ impl BarrierCoordinator {
             self.reserved.store(reserve, Ordering::SeqCst);
         }
         self.epoch.store(epoch, Ordering::SeqCst);
+        if kind == BarrierKind::Checkpoint {
+            *self.last_checkpoint.lock().expect("checkpoint lock") = Instant::now();
+        }
         let (token, mut done) = EpochToken::new();
         let barrier = Barrier {
             epoch,
-            kind: BarrierKind::Epoch,
+            kind,
             token: Some(token),
         };
         // Every source gets the barrier (those nobody reads drop it at

@@ -18,12 +18,22 @@ use crate::stream::chunk::Chunk;
 pub type Epoch = u64;
 
 /// What a barrier asks of the operators it passes.
+///
+/// | kind         | operators flush | views publish (memory) | views commit (Iceberg) |
+/// |--------------|-----------------|------------------------|------------------------|
+/// | `Epoch`      | yes             | yes                    | no                     |
+/// | `Checkpoint` | yes             | yes                    | yes, one snapshot per view changed since its last commit |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BarrierKind {
-    /// End the epoch: flush, publish, pass the barrier on. (The exactly-once
-    /// work adds `Checkpoint`, which also snapshots state and records
-    /// source offsets.)
+    /// End the epoch: flush, publish, pass the barrier on. About once a
+    /// second (`barrier_interval`).
     Epoch,
+    /// End the epoch and make it durable: everything `Epoch` does, and
+    /// every view commits the changes of the epochs since its last commit
+    /// as one Iceberg snapshot before passing the barrier on. Every
+    /// `checkpoint_interval` and at FLUSH. (The exactly-once work adds
+    /// operator state and source offsets here.)
+    Checkpoint,
 }
 
 /// Marks that every change before it on this channel belongs to epochs

@@ -6,7 +6,7 @@
 //!                    ├─▶ join ─▶ ops ─┐
 //!   input 1 ─▶ ops ─┘                 ├─▶ join ─▶ ops ─▶ materialize ─▶ downstream feeds
 //!   input 2 ─▶ ops ───────────────────┘                        │
-//!   Barrier(N) on every input (aligned) ─▶ flush the tree ─▶ snapshot ─▶ publish ─▶ persist ─▶ forward
+//!   Barrier(N) on every input (aligned) ─▶ flush the tree ─▶ [checkpoint: persist] ─▶ publish ─▶ forward
 //! ```
 //!
 //! The task first applies the backfill of each input (its rows at the moment
@@ -16,6 +16,12 @@
 //! epochs. Reads never see the live multiset, only published snapshots: a
 //! read is exactly the view as of one completed epoch, the same epoch in
 //! every view the query touches (see [`ViewContents`]).
+//!
+//! Every barrier publishes; only a [`BarrierKind::Checkpoint`] also
+//! persists — commits the changes of the epochs since the last commit to
+//! the view's Iceberg table, before the barrier is passed on, so when a
+//! checkpoint (FLUSH) completes every view's table holds its contents as
+//! of that epoch (see [`crate::stream::ops::materialize`]).
 
 use std::any::Any;
 use std::sync::{Arc, RwLock};
@@ -36,13 +42,13 @@ use crate::storage::table::ViewCommit;
 use crate::stream::chunk::{Chunk, Op};
 use crate::stream::coordinator::EpochClock;
 use crate::stream::graph::{Node, NodeKind};
-use crate::stream::message::{Barrier, Epoch, Message};
+use crate::stream::message::{Barrier, BarrierKind, Epoch, Message};
 use crate::stream::operator::{JoinSide, Operator};
-use crate::stream::ops::materialize::{Delta, MaterializeOperator, split};
+use crate::stream::ops::materialize::{MaterializeOperator, Publication, split};
 
-/// Called with each epoch's changes, before the epoch is passed on (the
-/// view's Iceberg commit); returns the data files written, in row order,
-/// as (path, row count).
+/// Called at each checkpoint with the changes since the last one, before
+/// the barrier is passed on (the view's Iceberg commit); returns the data
+/// files written, in row order, as (path, row count).
 pub type Persist =
     Box<dyn FnMut(Epoch, ViewCommit) -> BoxFuture<'static, Result<Vec<(String, u64)>>> + Send>;
 
@@ -65,7 +71,7 @@ pub enum Control {
 /// epoch. So a view keeps, besides its newest snapshot, the older ones a
 /// read may still ask for: every snapshot newer than the clock's oldest
 /// readable epoch, and the newest one at or before it. Snapshots share
-/// their Arrow buffers, so an unchanged file costs nothing to keep.
+/// their Arrow buffers, so an unchanged segment costs nothing to keep.
 #[derive(Debug)]
 pub struct ViewContents {
     pub schema: SchemaRef,
@@ -86,9 +92,10 @@ struct Published {
 /// The view as of one epoch.
 #[derive(Debug, Clone, Default)]
 struct Snapshot {
-    /// The contents, file by file as in the view's Iceberg table: each
-    /// file's rows and, once some were deleted, which are still live.
-    files: Vec<(RecordBatch, Option<BooleanArray>)>,
+    /// The contents, segment by segment: the view's Iceberg data files as
+    /// of its last commit, one for one, then the epochs published since.
+    /// Each segment's rows and, once some were deleted, which are live.
+    segments: Vec<(RecordBatch, Option<BooleanArray>)>,
     /// The view's query fails over its inputs' rows as of this epoch
     /// (SQLSTATE, message): reads report it until the offending rows change.
     data_error: Option<(&'static str, String)>,
@@ -155,78 +162,56 @@ impl ViewContents {
         self.published.read().expect("view lock").versions.len()
     }
 
-    /// Publishes an epoch: its delta as written to `files` (path, rows),
-    /// and whether the view's query fails as of this epoch.
+    /// Publishes an epoch: how it changes the segments (`None`: not at
+    /// all), and whether the view's query fails as of this epoch.
     fn publish(
         &self,
         epoch: Epoch,
-        delta: Option<(&Delta, &[(String, u64)])>,
+        change: Option<&Publication>,
         data_error: Option<(&'static str, String)>,
     ) -> Result<()> {
         let oldest_readable = self.clock.oldest_readable();
-        let Some((delta, written)) = delta else {
-            let mut p = self.published.write().expect("view lock");
-            let snapshot = Arc::new(Snapshot {
-                files: p.latest().files.clone(),
-                data_error,
-            });
-            p.push(epoch, snapshot, oldest_readable);
-            return Ok(());
-        };
-        // One slice per written file, so indexes match the table's files.
-        let slices = |batch: &RecordBatch| -> Vec<(RecordBatch, Option<BooleanArray>)> {
-            let mut offset = 0;
-            written
-                .iter()
-                .map(|(_, n)| {
-                    let s = batch.slice(offset, *n as usize);
-                    offset += *n as usize;
-                    (s, None)
-                })
-                .collect()
-        };
-        // Build the new file list outside the write lock; reads go on.
+        // Build the new segment list outside the write lock; reads go on.
         // Only this view's task publishes, so the latest cannot change
         // meanwhile.
-        let mut files = match delta {
-            Delta::Replace(_) => Vec::new(),
-            Delta::Change { .. } => self
-                .published
-                .read()
-                .expect("view lock")
-                .latest()
-                .files
-                .clone(),
-        };
-        match delta {
-            Delta::Replace(batch) => files = slices(batch),
-            Delta::Change { inserted, deleted } => {
-                let mut by_file: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
-                for l in deleted {
-                    let (f, pos) = split(*l);
-                    by_file.entry(f).or_default().push(pos);
-                }
-                for (f, positions) in by_file {
-                    let (batch, live) = files
-                        .get_mut(f)
-                        .ok_or_else(|| Error::Internal("delete in an unknown view file".into()))?;
-                    // Bitwise copy of the old mask, then clear the deleted bits.
-                    let mut mask = BooleanBufferBuilder::new(batch.num_rows());
-                    match live {
-                        Some(m) => mask.append_buffer(m.values()),
-                        None => mask.append_n(batch.num_rows(), true),
-                    }
-                    for p in positions {
-                        mask.set_bit(p, false);
-                    }
-                    *live = Some(BooleanArray::new(mask.finish(), None));
-                }
-                if let Some(batch) = inserted {
-                    files.extend(slices(batch));
-                }
+        let mut segments = self
+            .published
+            .read()
+            .expect("view lock")
+            .latest()
+            .segments
+            .clone();
+        if let Some(change) = change {
+            if change.keep > segments.len() {
+                return Err(Error::Internal("view keeps segments it never had".into()));
             }
+            segments.truncate(change.keep);
+            let mut by_segment: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+            for l in &change.deleted {
+                let (s, pos) = split(*l);
+                by_segment.entry(s).or_default().push(pos);
+            }
+            for (s, positions) in by_segment {
+                let (batch, live) = segments
+                    .get_mut(s)
+                    .ok_or_else(|| Error::Internal("delete in an unknown view segment".into()))?;
+                // Bitwise copy of the old mask, then clear the deleted bits.
+                let mut mask = BooleanBufferBuilder::new(batch.num_rows());
+                match live {
+                    Some(m) => mask.append_buffer(m.values()),
+                    None => mask.append_n(batch.num_rows(), true),
+                }
+                for p in positions {
+                    mask.set_bit(p, false);
+                }
+                *live = Some(BooleanArray::new(mask.finish(), None));
+            }
+            segments.extend(change.added.iter().map(|b| (b.clone(), None)));
         }
-        let snapshot = Arc::new(Snapshot { files, data_error });
+        let snapshot = Arc::new(Snapshot {
+            segments,
+            data_error,
+        });
         self.published
             .write()
             .expect("view lock")
@@ -282,7 +267,7 @@ impl ViewContents {
             });
         }
         snapshot
-            .files
+            .segments
             .iter()
             .map(|(batch, live)| match live {
                 None => Ok(batch.clone()),
@@ -720,15 +705,17 @@ impl ViewTask {
         if let Some((code, message)) = &data_error {
             tracing::debug!(view = %self.name, epoch, sqlstate = code, %message, "view query fails over the current rows");
         }
-        if self.materialize.changed() || self.contents.epoch() == 0 {
-            let delta = self.materialize.delta()?;
-            let written = (self.persist)(epoch, self.materialize.commit_of(&delta)).await?;
-            self.materialize.placed(&written)?;
-            self.contents
-                .publish(epoch, Some((&delta, &written)), data_error)?;
-        } else {
-            self.contents.publish(epoch, None, data_error)?;
-        }
+        let change = match barrier.kind {
+            BarrierKind::Epoch => self.materialize.epoch()?,
+            BarrierKind::Checkpoint => match self.materialize.checkpoint()? {
+                Some(commit) => {
+                    let written = (self.persist)(epoch, commit).await?;
+                    Some(self.materialize.committed(&written)?)
+                }
+                None => None,
+            },
+        };
+        self.contents.publish(epoch, change.as_ref(), data_error)?;
         // Pass the epoch on; our copy of its token drops with `barrier`.
         send_all(&mut self.downstream, Message::Barrier(barrier)).await;
         Ok(())
@@ -840,7 +827,7 @@ mod tests {
 
     fn snapshot(n: i64) -> Arc<Snapshot> {
         Arc::new(Snapshot {
-            files: Vec::new(),
+            segments: Vec::new(),
             data_error: (n != 0).then(|| ("22000", n.to_string())),
         })
     }

@@ -84,6 +84,11 @@ async fn a_json_source_feeds_views_and_bad_records_become_dead_letters() {
     broker.create_topic("trades", 3).await;
     let server = Server::start();
     let client = server.client().await;
+    // No headers on these records: tansu 0.6 never answers a fetch from
+    // the start of a backlog whose records carry headers (reproduced: a
+    // fresh consumer at offset 0 got no record in 30 s, with or without
+    // headers it reads the same topic at once). Headers are tested on
+    // records read as they arrive (csv_and_jsonb_sources…).
     client
         .batch_execute(&source_sql("trades", "SOURCE", "trades", &broker, ""))
         .await
@@ -128,7 +133,6 @@ async fn a_json_source_feeds_views_and_bad_records_become_dead_letters() {
         .iter()
         .map(|(p, key)| Record {
             key: key.as_deref().map(str::as_bytes),
-            headers: &[("trace", b"t-1")],
             ..Record::new(p)
         })
         .collect();
@@ -172,7 +176,7 @@ async fn a_json_source_feeds_views_and_bad_records_become_dead_letters() {
     // later (it backfills from the start offsets).
     let meta = rows(
         &client,
-        "SELECT count(*), count(DISTINCT p), min(o) >= 0, bool_and(trace = CAST('t-1' AS BYTEA)), \
+        "SELECT count(*), count(DISTINCT p), min(o) >= 0, bool_and(trace IS NULL), \
          bool_and(kts IS NOT NULL), count(DISTINCT k) FROM trades",
     )
     .await;
@@ -345,10 +349,7 @@ async fn a_connector_table_is_exactly_once_across_kill_9() {
     let broker = Broker::start();
     broker.create_topic("events", 3).await;
     let mut server = Server::start_with(crate::support::ServerOptions {
-        env: vec![(
-            "STREAMLAKE_CONNECTOR_CHECKPOINT_MS".into(),
-            "300".into(),
-        )],
+        env: vec![("STREAMLAKE_CHECKPOINT_INTERVAL".into(), "300ms".into())],
         ..Default::default()
     });
     {
@@ -446,9 +447,11 @@ async fn csv_and_jsonb_sources_and_drop_source_cascade_during_ingest() {
             "CREATE SOURCE c (id INT, name VARCHAR, amount NUMERIC(10,2), day DATE) \
              WITH (connector='kafka', topic='csv', properties.bootstrap.server='{0}') \
              FORMAT PLAIN ENCODE CSV (delimiter = ';');
-             CREATE SOURCE d (doc JSONB) \
+             CREATE SOURCE d (doc JSONB) INCLUDE header 'trace' AS trace INCLUDE header AS hs \
              WITH (connector='kafka', topic='docs', properties.bootstrap.server='{0}') \
              FORMAT PLAIN ENCODE JSON;
+             CREATE MATERIALIZED VIEW hv AS SELECT count(*) FILTER (WHERE trace = CAST('t-1' AS BYTEA)) AS traced, \
+                count(*) FILTER (WHERE (hs ->> 'trace') = 't-1' AND (hs ->> 'other') = 'x') AS both_headers FROM d;
              CREATE MATERIALIZED VIEW cv AS SELECT count(*) AS n, sum(amount) AS s, count(name) AS names FROM c;
              CREATE MATERIALIZED VIEW dv AS SELECT doc ->> 'kind' AS kind, count(*) AS n, \
                 sum(CAST(doc #>> '{{v,x}}' AS BIGINT)) AS x FROM d GROUP BY doc ->> 'kind'",
@@ -473,7 +476,17 @@ async fn csv_and_jsonb_sources_and_drop_source_cascade_during_ingest() {
         r#"{"doc": {"kind": "b"}}"#,
         r#"{"doc": null}"#,
     ];
-    produce(&producer, "docs", docs.iter().map(|p| Record::new(p.as_bytes())).collect()).await;
+    produce(
+        &producer,
+        "docs",
+        docs.iter()
+            .map(|p| Record {
+                headers: &[("trace", b"t-1"), ("other", b"x")],
+                ..Record::new(p.as_bytes())
+            })
+            .collect(),
+    )
+    .await;
     client.batch_execute("FLUSH").await.unwrap();
     assert_eq!(rows(&client, "SELECT n, s, names FROM cv").await, vec![vec!["4", "8.26", "3"]]);
     assert_eq!(
@@ -488,6 +501,7 @@ async fn csv_and_jsonb_sources_and_drop_source_cascade_during_ingest() {
         rows(&client, "SELECT count(*) FROM streamlake.dead_letters WHERE source = 'c'").await[0][0],
         "2"
     );
+    assert_eq!(rows(&client, "SELECT traced, both_headers FROM hv").await, vec![vec!["4", "4"]]);
 
     // DROP SOURCE … CASCADE while records keep arriving and FLUSH runs.
     let bootstrap = broker.bootstrap();

@@ -6,6 +6,7 @@ mod support;
 
 mod adversarial;
 mod broker;
+mod checkpoints;
 mod clients;
 mod concurrency;
 mod faults;

@@ -25,6 +25,11 @@ pub struct ServerOptions {
     pub s3_endpoint: Option<String>,
     pub user: Option<(String, String)>,
     pub env: Vec<(String, String)>,
+    /// More flags, as (name without `--`, value): `barrier_interval`,
+    /// `checkpoint_interval`, `snapshot_retain_last`, ...
+    pub flags: Vec<(String, String)>,
+    /// A TOML configuration file's text, passed with `--config`.
+    pub config: Option<String>,
 }
 
 /// A running server; killed (SIGKILL) when dropped.
@@ -75,7 +80,7 @@ impl Server {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .env("STREAMLAKE_LOG", "info")
+            .env("STREAMLAKE_LOG", std::env::var("TEST_SERVER_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -90,6 +95,14 @@ impl Server {
         }
         for (k, v) in &self.options.env {
             cmd.env(k, v);
+        }
+        for (k, v) in &self.options.flags {
+            cmd.arg(format!("--{}", k.replace('_', "-"))).arg(v);
+        }
+        if let Some(toml) = &self.options.config {
+            let path = self.data_dir.join("streamlake.toml");
+            std::fs::write(&path, toml).unwrap();
+            cmd.arg("--config").arg(path);
         }
         self.child = Some(cmd.spawn().expect("spawn streamlake"));
         self.port = port;
