@@ -70,9 +70,12 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     if let Some(p) = &broker {
-        streamlake::server::run_script(&engine, &PLAYGROUND_SQL.replace("{{BROKER}}", &p.bootstrap))
-            .await
-            .context("running sql/playground.sql")?;
+        streamlake::server::run_script(
+            &engine,
+            &PLAYGROUND_SQL.replace("{{BROKER}}", &p.bootstrap),
+        )
+        .await
+        .context("running sql/playground.sql")?;
         tracing::info!(
             warehouse = %config.warehouse,
             "playground loaded: try SELECT * FROM volume_by_symbol; SELECT * FROM streamlake.dead_letters; \

@@ -65,7 +65,12 @@ fn generate(producer: ThreadedProducer<DefaultProducerContext>) {
         let r = next();
         let (key, payload) = if r % 50 == 0 {
             // Malformed: lands in streamlake.dead_letters.
-            let bad = ["{\"trade_id\": ", "not json", "{\"amount\": \"lots\"}", "[]"];
+            let bad = [
+                "{\"trade_id\": ",
+                "not json",
+                "{\"amount\": \"lots\"}",
+                "[]",
+            ];
             (
                 "bad".to_string(),
                 bad[(r / 50 % bad.len() as u64) as usize].to_string(),
@@ -90,7 +95,9 @@ fn generate(producer: ThreadedProducer<DefaultProducerContext>) {
             last = Some(t.clone());
             t
         };
-        let record: BaseRecord<'_, str, str> = BaseRecord::to("trades").key(key.as_str()).payload(payload.as_str());
+        let record: BaseRecord<'_, str, str> = BaseRecord::to("trades")
+            .key(key.as_str())
+            .payload(payload.as_str());
         if let Err((e, _)) = producer.send(record) {
             tracing::warn!(error = %e, "playground generator could not produce");
         }

@@ -95,7 +95,10 @@ impl LakeSchema {
     }
 
     fn add_source(&self, name: String, source: source_table::SourceTable) {
-        self.sources.write().expect("schema lock").insert(name, source);
+        self.sources
+            .write()
+            .expect("schema lock")
+            .insert(name, source);
     }
 
     fn remove_source(&self, name: &str) -> Option<source_table::SourceTable> {
@@ -110,7 +113,8 @@ impl LakeSchema {
         if let Some(t) = self.get(name) {
             return Some(Arc::new(t));
         }
-        self.source(name).map(|s| Arc::new(s) as Arc<dyn TableProvider>)
+        self.source(name)
+            .map(|s| Arc::new(s) as Arc<dyn TableProvider>)
     }
 
     fn add_view(&self, name: String, view: Arc<ViewTable>) {

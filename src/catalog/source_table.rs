@@ -139,18 +139,16 @@ impl PartitionStream for BoundedRead {
                 SourceKind::Generator(g) => Ok(g.replay(0, g.position())),
             }
         })
-            .map(|r| match r {
-                Ok(mut rx) => futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
-                    .map(|b| b.map_err(|e| e.into_datafusion()))
-                    .boxed(),
-                Err(e) => futures::stream::once(async move {
-                    Err::<datafusion::arrow::array::RecordBatch, DataFusionError>(
-                        e.into_datafusion(),
-                    )
-                })
+        .map(|r| match r {
+            Ok(mut rx) => futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+                .map(|b| b.map_err(|e| e.into_datafusion()))
                 .boxed(),
+            Err(e) => futures::stream::once(async move {
+                Err::<datafusion::arrow::array::RecordBatch, DataFusionError>(e.into_datafusion())
             })
-            .flatten();
+            .boxed(),
+        })
+        .flatten();
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
     }
 }

@@ -22,8 +22,8 @@ use crate::connector::kafka::{SourceSpec, resolve_start};
 use crate::error::{Error, Result};
 use crate::sql::source_ddl::{IncludeKind, SourceDef};
 use crate::storage::table::{LakeTable, WRITTEN_BY_PROPERTY};
-use crate::stream::ingest::ConnectorIngest;
 use crate::stream::generator_source::{GeneratorSource, MakeGenerator};
+use crate::stream::ingest::ConnectorIngest;
 use crate::stream::kafka_source::KafkaSource;
 use crate::stream::source::{Source, TableSource};
 
@@ -35,8 +35,8 @@ pub const CONNECTOR_START_PROPERTY: &str = "streamlake.connector.start";
 /// The Iceberg schema of a source: declared columns, then INCLUDE columns.
 fn full_schema(def: &SourceDef) -> Result<Schema> {
     let mut fields: Vec<_> = def.table.schema.as_struct().fields().to_vec();
-    let mut next_id = fields.iter().map(|f| f.id).max().unwrap_or(0) + 1;
-    for inc in &def.includes {
+    let first_id = fields.iter().map(|f| f.id).max().unwrap_or(0) + 1;
+    for (next_id, inc) in (first_id..).zip(&def.includes) {
         if fields.iter().any(|f| f.name == inc.column) {
             return Err(Error::Syntax(format!(
                 "column \"{}\" specified more than once",
@@ -51,7 +51,6 @@ fn full_schema(def: &SourceDef) -> Result<Schema> {
             IncludeKind::Headers => PrimitiveType::String,
         };
         fields.push(NestedField::optional(next_id, inc.column.clone(), Type::Primitive(t)).into());
-        next_id += 1;
     }
     Ok(Schema::builder().with_fields(fields).build()?)
 }
@@ -107,7 +106,11 @@ fn spec_of(def: &SourceDef) -> Result<SourceSpec> {
                     ));
                 }
             };
-            let without_header = match format.options.get("without_header").map(|s| s.to_lowercase()) {
+            let without_header = match format
+                .options
+                .get("without_header")
+                .map(|s| s.to_lowercase())
+            {
                 None => false,
                 Some(v) if v == "true" => true,
                 Some(v) if v == "false" => false,
@@ -189,7 +192,14 @@ impl super::Lake {
             return self.create_generator_source(&def, sql).await;
         }
         let spec = spec_of(&def)?;
-        if def.is_table && !def.table.schema.identifier_field_ids().collect::<Vec<_>>().is_empty() {
+        if def.is_table
+            && !def
+                .table
+                .schema
+                .identifier_field_ids()
+                .collect::<Vec<_>>()
+                .is_empty()
+        {
             return Err(Error::FeatureNotSupported(
                 "a connector table is append-only: PRIMARY KEY is not supported with FORMAT PLAIN"
                     .into(),
@@ -264,7 +274,9 @@ impl super::Lake {
             }
             return Err(Error::DuplicateTable(def.name().to_string()));
         }
-        self.warehouse.save_source(def.name(), sql.trim(), "{}").await?;
+        self.warehouse
+            .save_source(def.name(), sql.trim(), "{}")
+            .await?;
         if let Err(e) = self.start_generator(def, sql.trim(), make) {
             let _ = self.warehouse.delete_source(def.name()).await;
             return Err(e);
@@ -412,7 +424,9 @@ impl super::Lake {
             if if_exists {
                 return Ok(false);
             }
-            return Err(Error::UndefinedObject(format!("source \"{name}\" does not exist")));
+            return Err(Error::UndefinedObject(format!(
+                "source \"{name}\" does not exist"
+            )));
         }
         let dependents = self.dependents(name);
         if !dependents.is_empty() {
@@ -549,7 +563,9 @@ impl super::Lake {
                 .public
                 .get(name)
                 .and_then(|t| t.properties().get(CONNECTOR_SQL_PROPERTY).cloned())
-                .ok_or_else(|| Error::UndefinedObject(format!("source \"{name}\" does not exist")))?,
+                .ok_or_else(|| {
+                    Error::UndefinedObject(format!("source \"{name}\" does not exist"))
+                })?,
         };
         Ok(format!(
             "SELECT '{}' AS name, '{}' AS \"create\"",

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use datafusion::arrow::array::{
+    Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
@@ -142,7 +144,10 @@ impl SchemaProvider for SystemSchema {
             "dead_letters" => Some(Arc::new(self.dead_letters.clone())),
             "source_partitions" => {
                 let batch = self.readers.partitions_batch()?;
-                Some(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?))
+                Some(Arc::new(MemTable::try_new(
+                    batch.schema(),
+                    vec![vec![batch]],
+                )?))
             }
             _ => None,
         })

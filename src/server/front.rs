@@ -171,10 +171,7 @@ fn statement_timeout(client: &(impl ClientInfo + ?Sized)) -> Option<std::time::D
 fn fold_name(raw: &str) -> String {
     match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
         Some(quoted) => quoted.replace("\"\"", "\""),
-        None => raw
-            .strip_prefix("public.")
-            .unwrap_or(raw)
-            .to_lowercase(),
+        None => raw.strip_prefix("public.").unwrap_or(raw).to_lowercase(),
     }
 }
 
@@ -194,11 +191,21 @@ fn special(query: &str) -> Option<Special> {
         ["flush"] => Some(Special::Flush),
         ["show", "sources"] => Some(Special::ShowSources),
         ["show", "create", "source", _] => {
-            let raw = query.trim().trim_end_matches(';').split_whitespace().last().unwrap_or_default();
+            let raw = query
+                .trim()
+                .trim_end_matches(';')
+                .split_whitespace()
+                .last()
+                .unwrap_or_default();
             Some(Special::ShowCreateSource(fold_name(raw)))
         }
         ["drop", "source", rest @ ..] => {
-            let raw: Vec<&str> = query.trim().trim_end_matches(';').split_whitespace().skip(2).collect();
+            let raw: Vec<&str> = query
+                .trim()
+                .trim_end_matches(';')
+                .split_whitespace()
+                .skip(2)
+                .collect();
             let (if_exists, skip) = match rest {
                 ["if", "exists", ..] => (true, 2),
                 _ => (false, 0),
@@ -417,7 +424,9 @@ impl SimpleQueryHandler for FrontDoor {
         let mut responses = Vec::new();
         for piece in pieces {
             match special(piece) {
-                Some(Special::Flush) => responses.push(self.flush(statement_timeout(client)).await?),
+                Some(Special::Flush) => {
+                    responses.push(self.flush(statement_timeout(client)).await?)
+                }
                 Some(Special::ShowViews) => responses.extend(
                     SimpleQueryHandler::do_query(self.session.as_ref(), client, SHOW_VIEWS).await?,
                 ),

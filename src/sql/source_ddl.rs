@@ -97,7 +97,9 @@ pub fn is_source_ddl(sql: &str) -> bool {
                         after_with = true
                     }
                     Token::Word(w)
-                        if depth == 1 && after_with && w.value.eq_ignore_ascii_case("connector") =>
+                        if depth == 1
+                            && after_with
+                            && w.value.eq_ignore_ascii_case("connector") =>
                     {
                         return true;
                     }
@@ -285,8 +287,11 @@ pub fn parse(sql: &str) -> Result<SourceDef> {
         .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
         .collect::<Vec<_>>()
         .join(".");
-    c.expect(Token::LParen)
-        .map_err(|_| Error::Syntax("a source needs a column list: CREATE SOURCE name (column type, …) WITH (…)".into()))?;
+    c.expect(Token::LParen).map_err(|_| {
+        Error::Syntax(
+            "a source needs a column list: CREATE SOURCE name (column type, …) WITH (…)".into(),
+        )
+    })?;
     let mut columns = Vec::new();
     let mut watermark = None;
     for element in split_commas(c.balanced()?) {
@@ -514,7 +519,8 @@ mod tests {
         assert!(e.to_string().contains("column list"), "{e}");
         let e = parse("create source s (a int)").unwrap_err();
         assert!(e.to_string().contains("WITH"), "{e}");
-        let e = parse("create source s (a int) include bogus with (connector='kafka')").unwrap_err();
+        let e =
+            parse("create source s (a int) include bogus with (connector='kafka')").unwrap_err();
         assert!(e.to_string().contains("valid: partition"), "{e}");
         let e = parse("create source s (a int, watermark for b as b) with (connector='kafka')")
             .unwrap_err();

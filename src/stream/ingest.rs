@@ -86,12 +86,7 @@ impl ReaderSink for Staging {
                 if state.writer.is_none() {
                     state.writer = Some(self.table.stage().await?);
                 }
-                state
-                    .writer
-                    .as_mut()
-                    .expect("set above")
-                    .write(batch)
-                    .await
+                state.writer.as_mut().expect("set above").write(batch).await
             }
             .await;
             if let Err(e) = written {
@@ -100,7 +95,8 @@ impl ReaderSink for Staging {
                 state.failed = true;
                 state.writer = None;
                 if let Some(s) = self.status.get() {
-                    *s.failed.lock().expect("status lock") = Some(format!("staging rows failed: {e}"));
+                    *s.failed.lock().expect("status lock") =
+                        Some(format!("staging rows failed: {e}"));
                 }
                 return;
             }
@@ -178,8 +174,8 @@ impl ConnectorIngest {
             Some(w) => w.finish().await?,
             None => Vec::new(),
         };
-        let offsets = serde_json::to_string(&state.positions)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let offsets =
+            serde_json::to_string(&state.positions).map_err(|e| Error::Internal(e.to_string()))?;
         self.sink
             .table
             .commit_staged(files, HashMap::from([(offsets_key(), offsets)]))
@@ -202,7 +198,9 @@ impl ConnectorIngest {
             .expect("reader lock")
             .as_ref()
             .map(|r| r.consumer.clone())
-            .ok_or_else(|| Error::UndefinedObject(format!("table \"{}\" was dropped", self.spec.name)))
+            .ok_or_else(|| {
+                Error::UndefinedObject(format!("table \"{}\" was dropped", self.spec.name))
+            })
     }
 
     /// Waits until everything in the topic now is staged (FLUSH).

@@ -79,8 +79,11 @@ impl ReaderSink for SharedFeeds {
         if let Some(batch) = delivery.batch
             && batch.num_rows() > 0
         {
-            self.send(&mut state, Message::Chunk(Chunk::uniform(batch, Op::Insert)))
-                .await;
+            self.send(
+                &mut state,
+                Message::Chunk(Chunk::uniform(batch, Op::Insert)),
+            )
+            .await;
         }
         state.positions.extend(delivery.next);
         drop(state);
@@ -131,13 +134,19 @@ impl KafkaSource {
 
     /// A bounded read of everything from the start offsets to the high
     /// watermarks now (`SELECT … FROM a_source`).
-    pub async fn read_to_end(&self) -> Result<mpsc::Receiver<Result<datafusion::arrow::array::RecordBatch>>> {
+    pub async fn read_to_end(
+        &self,
+    ) -> Result<mpsc::Receiver<Result<datafusion::arrow::array::RecordBatch>>> {
         let consumer = self.consumer()?;
         let topic = self.spec.options.topic.clone();
         let to = tokio::task::spawn_blocking(move || high_watermarks(&consumer, &topic))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
-        Ok(bounded::read_range(self.spec.clone(), self.start.clone(), to))
+        Ok(bounded::read_range(
+            self.spec.clone(),
+            self.start.clone(),
+            to,
+        ))
     }
 
     fn consumer(&self) -> Result<Arc<rdkafka::consumer::BaseConsumer>> {
@@ -146,7 +155,9 @@ impl KafkaSource {
             .expect("reader lock")
             .as_ref()
             .map(|r| r.consumer.clone())
-            .ok_or_else(|| Error::UndefinedObject(format!("source \"{}\" was dropped", self.spec.name)))
+            .ok_or_else(|| {
+                Error::UndefinedObject(format!("source \"{}\" was dropped", self.spec.name))
+            })
     }
 
     /// Commits the reader's positions as the consumer group's offsets, for

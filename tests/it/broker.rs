@@ -112,7 +112,8 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default();
             let lines: Vec<&str> = log.lines().collect();
             eprintln!(
                 "--- tansu log (last 30 lines) ---\n{}",

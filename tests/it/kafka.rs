@@ -50,7 +50,11 @@ fn good(i: i64, rng: &mut Rng) -> (String, String, i64, i128) {
     let json = format!(
         r#"{{"id": {id}, "account": "{account}", "amount": {amount_json}, "price": {}, "qty": {}, "ok": {}, "day": "2026-0{}-1{}", "ts": "2026-11-2{}T10:{:02}:{:02}.123456+02:00", "lts": "2026-11-22 10:00:0{}", "doc": {{"n": {i}, "tags": ["a", "b"], "nested": {{"k": "v{i}"}}}}, "unknown": [1,2]}}"#,
         (i as f64) * 0.5 - 3.25,
-        if i % 11 == 0 { "null".to_string() } else { ((i % 1000) as i32 - 500).to_string() },
+        if i % 11 == 0 {
+            "null".to_string()
+        } else {
+            ((i % 1000) as i32 - 500).to_string()
+        },
         if i % 2 == 0 { "true" } else { "false" },
         1 + i % 9,
         i % 10,
@@ -239,7 +243,10 @@ async fn bad_source_ddl_fails_fast_with_clear_errors() {
         .await
         .unwrap_err();
     let msg = e.as_db_error().unwrap().message().to_string();
-    assert!(msg.contains("scan.startup.mode") && msg.contains("topic"), "{msg}");
+    assert!(
+        msg.contains("scan.startup.mode") && msg.contains("topic"),
+        "{msg}"
+    );
 
     // The name stays free after failures; a connector table refuses DML
     // and PRIMARY KEY.
@@ -250,7 +257,10 @@ async fn bad_source_ddl_fails_fast_with_clear_errors() {
         ))
         .await
         .unwrap();
-    assert_eq!(sqlstate(&client, "INSERT INTO ct VALUES (1)").await, "0A000");
+    assert_eq!(
+        sqlstate(&client, "INSERT INTO ct VALUES (1)").await,
+        "0A000"
+    );
     assert_eq!(sqlstate(&client, "DELETE FROM ct").await, "0A000");
     assert_eq!(
         sqlstate(
@@ -264,7 +274,10 @@ async fn bad_source_ddl_fails_fast_with_clear_errors() {
         "0A000"
     );
     assert_eq!(sqlstate(&client, "DROP SOURCE nothing").await, "42704");
-    client.batch_execute("DROP SOURCE IF EXISTS nothing").await.unwrap();
+    client
+        .batch_execute("DROP SOURCE IF EXISTS nothing")
+        .await
+        .unwrap();
 
     // The same DDL over the extended protocol.
     let sql = format!(
@@ -272,10 +285,7 @@ async fn bad_source_ddl_fails_fast_with_clear_errors() {
         broker.bootstrap()
     );
     client.execute(sql.as_str(), &[]).await.unwrap();
-    let shown = client
-        .query("SHOW CREATE SOURCE ext", &[])
-        .await
-        .unwrap();
+    let shown = client.query("SHOW CREATE SOURCE ext", &[]).await.unwrap();
     assert!(shown[0].get::<_, String>(1).contains("ENCODE CSV"));
     client.execute("DROP SOURCE ext", &[]).await.unwrap();
     assert_eq!(sqlstate(&client, "SELECT * FROM ext").await, "42P01");
@@ -333,15 +343,22 @@ async fn startup_modes_resolve_to_offsets_at_create() {
     produce(
         &producer,
         "m",
-        new.iter()
-            .map(|p| Record::new(p.as_bytes()))
-            .collect(),
+        new.iter().map(|p| Record::new(p.as_bytes())).collect(),
     )
     .await;
     client.batch_execute("FLUSH").await.unwrap();
-    assert_eq!(rows(&client, "SELECT n, s FROM v_e").await, vec![vec!["13", "78"]]);
-    assert_eq!(rows(&client, "SELECT n, s FROM v_l").await, vec![vec!["3", "33"]]);
-    assert_eq!(rows(&client, "SELECT n, s FROM v_ts").await, vec![vec!["7", "63"]]);
+    assert_eq!(
+        rows(&client, "SELECT n, s FROM v_e").await,
+        vec![vec!["13", "78"]]
+    );
+    assert_eq!(
+        rows(&client, "SELECT n, s FROM v_l").await,
+        vec![vec!["3", "33"]]
+    );
+    assert_eq!(
+        rows(&client, "SELECT n, s FROM v_ts").await,
+        vec![vec!["7", "63"]]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,7 +399,9 @@ async fn a_connector_table_is_exactly_once_across_kill_9() {
                     }
                 })
                 .collect();
-            let keys: Vec<String> = (chunk * 200..(chunk + 1) * 200).map(|i| i.to_string()).collect();
+            let keys: Vec<String> = (chunk * 200..(chunk + 1) * 200)
+                .map(|i| i.to_string())
+                .collect();
             produce(
                 &producer,
                 "events",
@@ -418,7 +437,12 @@ async fn a_connector_table_is_exactly_once_across_kill_9() {
     let good = N - bad;
     assert_eq!(
         got[0],
-        vec![good.to_string(), good.to_string(), sum.to_string(), good.to_string()]
+        vec![
+            good.to_string(),
+            good.to_string(),
+            sum.to_string(),
+            good.to_string()
+        ]
     );
     let dl = rows(
         &client,
@@ -461,15 +485,20 @@ async fn csv_and_jsonb_sources_and_drop_source_cascade_during_ingest() {
         .unwrap();
     let producer = broker.producer();
     let csv = [
-        "id;name;amount;day",                 // a header: skipped
+        "id;name;amount;day", // a header: skipped
         "1;alice;10.50;2026-01-02",
         "2;\"semi;colon\";-3.25;2026-01-03\n",
-        "3;;0.01;2026-01-04\r\n",             // empty name is NULL
-        "4;\"\";1;2026-01-05",                // quoted empty string is ''
-        "5;too;many;fields;here",             // dead letter
-        "x;bad;1;2026-01-01",                 // dead letter
+        "3;;0.01;2026-01-04\r\n", // empty name is NULL
+        "4;\"\";1;2026-01-05",    // quoted empty string is ''
+        "5;too;many;fields;here", // dead letter
+        "x;bad;1;2026-01-01",     // dead letter
     ];
-    produce(&producer, "csv", csv.iter().map(|p| Record::new(p.as_bytes())).collect()).await;
+    produce(
+        &producer,
+        "csv",
+        csv.iter().map(|p| Record::new(p.as_bytes())).collect(),
+    )
+    .await;
     let docs = [
         r#"{"doc": {"kind": "a", "v": {"x": 5}}}"#,
         r#"{"doc": {"kind": "a", "v": {"x": 7}, "extra": [1, 2]}}"#,
@@ -488,9 +517,16 @@ async fn csv_and_jsonb_sources_and_drop_source_cascade_during_ingest() {
     )
     .await;
     client.batch_execute("FLUSH").await.unwrap();
-    assert_eq!(rows(&client, "SELECT n, s, names FROM cv").await, vec![vec!["4", "8.26", "3"]]);
     assert_eq!(
-        rows(&client, "SELECT kind, n, x FROM dv ORDER BY kind NULLS LAST").await,
+        rows(&client, "SELECT n, s, names FROM cv").await,
+        vec![vec!["4", "8.26", "3"]]
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT kind, n, x FROM dv ORDER BY kind NULLS LAST"
+        )
+        .await,
         vec![
             vec!["a", "2", "12"],
             vec!["b", "1", "NULL"],
@@ -498,10 +534,17 @@ async fn csv_and_jsonb_sources_and_drop_source_cascade_during_ingest() {
         ]
     );
     assert_eq!(
-        rows(&client, "SELECT count(*) FROM streamlake.dead_letters WHERE source = 'c'").await[0][0],
+        rows(
+            &client,
+            "SELECT count(*) FROM streamlake.dead_letters WHERE source = 'c'"
+        )
+        .await[0][0],
         "2"
     );
-    assert_eq!(rows(&client, "SELECT traced, both_headers FROM hv").await, vec![vec!["4", "4"]]);
+    assert_eq!(
+        rows(&client, "SELECT traced, both_headers FROM hv").await,
+        vec![vec!["4", "4"]]
+    );
 
     // DROP SOURCE … CASCADE while records keep arriving and FLUSH runs.
     let bootstrap = broker.bootstrap();
@@ -511,8 +554,15 @@ async fn csv_and_jsonb_sources_and_drop_source_cascade_during_ingest() {
             .create()
             .unwrap();
         for i in 0..20 {
-            let lines: Vec<String> = (0..100).map(|k| format!("{};n;1;2026-01-01", i * 100 + k)).collect();
-            produce(&producer, "csv", lines.iter().map(|l| Record::new(l.as_bytes())).collect()).await;
+            let lines: Vec<String> = (0..100)
+                .map(|k| format!("{};n;1;2026-01-01", i * 100 + k))
+                .collect();
+            produce(
+                &producer,
+                "csv",
+                lines.iter().map(|l| Record::new(l.as_bytes())).collect(),
+            )
+            .await;
         }
     });
     let flusher = {
@@ -561,21 +611,45 @@ async fn a_broker_restart_while_producing_loses_and_repeats_nothing() {
         .await
         .unwrap();
     let producer = broker.producer();
-    let batch = |from: i64| -> Vec<String> { (from..from + 500).map(|i| format!(r#"{{"id": {i}}}"#)).collect() };
+    let batch = |from: i64| -> Vec<String> {
+        (from..from + 500)
+            .map(|i| format!(r#"{{"id": {i}}}"#))
+            .collect()
+    };
     let first = batch(0);
-    produce(&producer, "r", first.iter().map(|p| Record::new(p.as_bytes())).collect()).await;
+    produce(
+        &producer,
+        "r",
+        first.iter().map(|p| Record::new(p.as_bytes())).collect(),
+    )
+    .await;
     broker.stop();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let waiting = rows(&client, "SELECT DISTINCT state FROM streamlake.source_partitions WHERE source = 'r'").await;
+    let waiting = rows(
+        &client,
+        "SELECT DISTINCT state FROM streamlake.source_partitions WHERE source = 'r'",
+    )
+    .await;
     // FLUSH cannot learn the high watermarks: it honours statement_timeout.
-    client.batch_execute("SET statement_timeout = '1500ms'").await.unwrap();
+    client
+        .batch_execute("SET statement_timeout = '1500ms'")
+        .await
+        .unwrap();
     let t = Instant::now();
     assert_eq!(sqlstate(&client, "FLUSH").await, "57014");
     assert!(t.elapsed() < Duration::from_secs(10));
-    client.batch_execute("SET statement_timeout = 0").await.unwrap();
+    client
+        .batch_execute("SET statement_timeout = 0")
+        .await
+        .unwrap();
     broker.restart();
     let second = batch(500);
-    produce(&producer, "r", second.iter().map(|p| Record::new(p.as_bytes())).collect()).await;
+    produce(
+        &producer,
+        "r",
+        second.iter().map(|p| Record::new(p.as_bytes())).collect(),
+    )
+    .await;
     client.batch_execute("FLUSH").await.unwrap();
     assert_eq!(
         rows(&client, "SELECT n, d, s FROM rv").await,
@@ -649,7 +723,10 @@ async fn partitions_unknown_at_start_are_found_and_read_from_their_start() {
         if got == vec![vec!["0", "10"], vec!["1", "10"], vec!["2", "10"]] {
             break;
         }
-        assert!(Instant::now() < deadline, "partitions 1 and 2 not read: {got:?}");
+        assert!(
+            Instant::now() < deadline,
+            "partitions 1 and 2 not read: {got:?}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(server.log().contains("new partition"));

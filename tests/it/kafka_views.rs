@@ -169,7 +169,12 @@ async fn views_over_a_kafka_source_equal_their_queries_on_postgres() {
     pg.batch_execute(&format!("INSERT INTO items VALUES {}", sql.join(",")))
         .await
         .unwrap();
-    produce(&producer, "items", json.iter().map(|j| Record::new(j.as_bytes())).collect()).await;
+    produce(
+        &producer,
+        "items",
+        json.iter().map(|j| Record::new(j.as_bytes())).collect(),
+    )
+    .await;
     for (name, query) in VIEWS.iter().chain(EXTRA_VIEWS) {
         c.batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {query}"))
             .await
@@ -187,7 +192,12 @@ async fn views_over_a_kafka_source_equal_their_queries_on_postgres() {
                 .await
                 .unwrap();
         }
-        produce(&producer, "items", json.iter().map(|j| Record::new(j.as_bytes())).collect()).await;
+        produce(
+            &producer,
+            "items",
+            json.iter().map(|j| Record::new(j.as_bytes())).collect(),
+        )
+        .await;
         compare(&c, &pg, seed, step).await;
     }
     let dead = rows(
@@ -207,5 +217,9 @@ async fn views_over_a_kafka_source_equal_their_queries_on_postgres() {
         "SELECT count(*) FROM streamlake.dead_letters WHERE source = 'items'",
     )
     .await;
-    assert_eq!(dead[0][0], bad.to_string(), "dead letters recorded twice after a restart");
+    assert_eq!(
+        dead[0][0],
+        bad.to_string(),
+        "dead letters recorded twice after a restart"
+    );
 }

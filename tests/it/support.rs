@@ -80,7 +80,10 @@ impl Server {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .env("STREAMLAKE_LOG", std::env::var("TEST_SERVER_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "STREAMLAKE_LOG",
+                std::env::var("TEST_SERVER_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);

@@ -68,8 +68,12 @@ fn read(
         .keys()
         .map(|p| (*p, from.get(p).copied().unwrap_or(0)))
         .collect();
-    let connect = |next: &BTreeMap<i32, i64>, remaining: &BTreeMap<i32, i64>| -> Result<BaseConsumer> {
-        let mut config = spec.options.consumer_config(&format!("{}-read", spec.group()));
+    let connect = |next: &BTreeMap<i32, i64>,
+                   remaining: &BTreeMap<i32, i64>|
+     -> Result<BaseConsumer> {
+        let mut config = spec
+            .options
+            .consumer_config(&format!("{}-read", spec.group()));
         config.set("enable.partition.eof", "true");
         if let Ok(d) = std::env::var("STREAMLAKE_KAFKA_DEBUG") {
             config.set("debug", &d);
@@ -91,7 +95,7 @@ fn read(
         spec.schema.clone(),
         spec.payload,
         &spec.includes,
-        spec.encoding.clone(),
+        spec.encoding,
     )?;
     let mut last_progress = Instant::now();
     while !remaining.is_empty() {
@@ -113,7 +117,10 @@ fn read(
                     continue;
                 }
                 if last_progress.elapsed() > STALL_TIMEOUT {
-                    let at = consumer.position().map(|l| l.to_topic_map()).unwrap_or_default();
+                    let at = consumer
+                        .position()
+                        .map(|l| l.to_topic_map())
+                        .unwrap_or_default();
                     return Err(Error::Kafka(format!(
                         "reading topic \"{topic}\" made no progress for {} s (left to read, partition: end offset: {remaining:?}; positions: {at:?})",
                         STALL_TIMEOUT.as_secs()
@@ -123,10 +130,10 @@ fn read(
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                 // The log ends before the bound (records deleted or the
                 // bound was the high watermark of aborted data): done.
-                let pos = consumer.position().ok().and_then(|l| {
-                    l.find_partition(topic, p)
-                        .and_then(|e| e.offset().to_raw())
-                });
+                let pos = consumer
+                    .position()
+                    .ok()
+                    .and_then(|l| l.find_partition(topic, p).and_then(|e| e.offset().to_raw()));
                 if let Some(pos) = pos
                     && remaining.get(&p).is_some_and(|end| pos >= *end)
                 {
@@ -154,8 +161,7 @@ fn read(
                 if off + 1 >= end {
                     remaining.remove(&p);
                 }
-                if assembler.rows() >= BATCH_ROWS && tx.blocking_send(assembler.finish()).is_err()
-                {
+                if assembler.rows() >= BATCH_ROWS && tx.blocking_send(assembler.finish()).is_err() {
                     return Ok(());
                 }
             }

@@ -78,9 +78,13 @@ impl KafkaOptions {
             .ok_or_else(|| {
                 Error::InvalidParameter("option properties.bootstrap.server is required".into())
             })?;
-        let millis = get("scan.startup.timestamp.millis")
-            .or_else(|| get("scan.startup.timestamp_millis"));
-        let startup = match get("scan.startup.mode").as_deref().map(str::to_lowercase).as_deref() {
+        let millis =
+            get("scan.startup.timestamp.millis").or_else(|| get("scan.startup.timestamp_millis"));
+        let startup = match get("scan.startup.mode")
+            .as_deref()
+            .map(str::to_lowercase)
+            .as_deref()
+        {
             None | Some("earliest") => StartupMode::Earliest,
             Some("latest") => StartupMode::Latest,
             Some("timestamp") => {
@@ -185,7 +189,10 @@ mod tests {
         ]))
         .unwrap_err();
         let text = e.to_string();
-        assert!(text.contains("scan.startup.mod") && text.contains("scan.startup.mode"), "{text}");
+        assert!(
+            text.contains("scan.startup.mod") && text.contains("scan.startup.mode"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -202,8 +209,12 @@ mod tests {
         assert_eq!(o.startup, StartupMode::Timestamp(1767225600000));
         assert_eq!(o.properties.get("security.protocol").unwrap(), "SASL_SSL");
         assert!(
-            KafkaOptions::parse(&opts(&[("topic", "t"), ("properties.bootstrap.server", "x:1"), ("scan.startup.mode", "timestamp")]))
-                .is_err()
+            KafkaOptions::parse(&opts(&[
+                ("topic", "t"),
+                ("properties.bootstrap.server", "x:1"),
+                ("scan.startup.mode", "timestamp")
+            ]))
+            .is_err()
         );
     }
 }

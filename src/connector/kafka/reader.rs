@@ -30,9 +30,9 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::connector::kafka::SourceSpec;
 use crate::connector::kafka::assemble::Assembler;
 use crate::connector::kafka::options::OnError;
-use crate::connector::kafka::SourceSpec;
 use crate::error::{Error, Result};
 
 /// Rows per delivered batch at most.
@@ -203,7 +203,7 @@ pub fn start(
                         spec.schema.clone(),
                         spec.payload,
                         &spec.includes,
-                        spec.encoding.clone(),
+                        spec.encoding,
                     ) {
                         Ok(a) => a,
                         Err(e) => {
@@ -428,7 +428,13 @@ impl Reader {
                                         letter.error
                                     );
                                     tracing::error!(source = %self.spec.name, error = %why, "source stopped (on_error = 'fail')");
-                                    if let Some(s) = self.status.partitions.lock().expect("status lock").get_mut(&p) {
+                                    if let Some(s) = self
+                                        .status
+                                        .partitions
+                                        .lock()
+                                        .expect("status lock")
+                                        .get_mut(&p)
+                                    {
                                         s.state = "error";
                                         s.last_error = Some(why.clone());
                                     }
