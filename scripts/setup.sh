@@ -70,7 +70,8 @@ install_node_modules() {
 # Built once (a cheaper release profile: opt-level 1, no LTO; ~10 min on
 # two idle cores) and cached outside the clone.
 install_tansu() {
-  local version="0.6.0" root="$CACHE/tansu-$version"
+  local version="0.6.0"
+  local root="$CACHE/tansu-$version"
   if [ ! -x "$root/bin/tansu" ]; then
     section "building the tansu broker $version (once; cached in $root)"
     CARGO_TARGET_DIR="$CACHE/tansu-build" \

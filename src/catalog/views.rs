@@ -152,6 +152,7 @@ impl super::Lake {
             .collect();
         let contents =
             ViewContents::new(lowered.schema.clone(), upstream, self.coordinator.clock());
+        let poison = self.view_dead_letters(name, &lowered.inputs);
         let persist_to = storage.clone();
         let (control_tx, control_rx) = tokio::sync::mpsc::channel(4);
         let task = ViewTask {
@@ -169,7 +170,7 @@ impl super::Lake {
             }),
             control: control_rx,
             downstream: Vec::new(),
-            poison: Default::default(),
+            poison,
             rebuild: Some(self.rebuild_tx.clone()),
             fault: crate::stream::view::Fault::from_env(name),
         };
@@ -192,6 +193,43 @@ impl super::Lake {
             },
         );
         Ok(())
+    }
+
+    /// A view reading a source leaves the rows whose evaluation fails out
+    /// and records them in streamlake.dead_letters with its name (an event
+    /// is never deleted, so waiting for it to go, as views over tables do,
+    /// would fail the view for good).
+    fn view_dead_letters(&self, view: &str, inputs: &[String]) -> crate::stream::view::Poison {
+        let Some(source) = inputs.iter().find_map(|i| self.public.source(i)) else {
+            return Default::default();
+        };
+        let (tx, mut rx) =
+            tokio::sync::mpsc::unbounded_channel::<crate::stream::view::ViewDeadLetter>();
+        let (dead_letters, view, topic, name) = (
+            self.dead_letters.clone(),
+            view.to_string(),
+            source.topic(),
+            source.name().to_string(),
+        );
+        tokio::spawn(async move {
+            while let Some(l) = rx.recv().await {
+                tracing::debug!(view = %view, error = %l.error, "row left out of the view");
+                let letter = crate::connector::kafka::reader::DeadLetter {
+                    source: name.clone(),
+                    topic: topic.clone(),
+                    partition: None,
+                    offset: None,
+                    kafka_timestamp: None,
+                    key: None,
+                    payload: Some(l.row.into_bytes()),
+                    error: l.error,
+                    view: Some(view.clone()),
+                    received_at: chrono::Utc::now().timestamp_micros(),
+                };
+                dead_letters.add(&view, vec![letter]).await;
+            }
+        });
+        crate::stream::view::Poison::with_dead_letters(tx)
     }
 
     /// Starts the task that rebuilds views whose task stopped (an internal

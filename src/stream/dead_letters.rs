@@ -96,19 +96,21 @@ impl DeadLetters {
         let over = {
             let mut inner = self.inner.lock().await;
             for l in letters {
-                let seen = inner
-                    .pending
-                    .get(reader)
-                    .and_then(|m| m.get(&l.partition))
-                    .is_some_and(|&next| l.offset < next);
-                if seen {
-                    continue;
+                if let (Some(p), Some(o)) = (l.partition, l.offset) {
+                    let seen = inner
+                        .pending
+                        .get(reader)
+                        .and_then(|m| m.get(&p))
+                        .is_some_and(|&next| o < next);
+                    if seen {
+                        continue;
+                    }
+                    inner
+                        .pending
+                        .entry(reader.to_string())
+                        .or_default()
+                        .insert(p, o + 1);
                 }
-                inner
-                    .pending
-                    .entry(reader.to_string())
-                    .or_default()
-                    .insert(l.partition, l.offset + 1);
                 inner.bytes += 256
                     + l.payload.as_ref().map_or(0, Vec::len)
                     + l.key.as_ref().map_or(0, Vec::len)
@@ -169,8 +171,8 @@ fn to_batch(table: &LakeTable, letters: &[DeadLetter]) -> Result<RecordBatch> {
     for l in letters {
         source.append_value(&l.source);
         topic.append_value(&l.topic);
-        partition.append_value(l.partition);
-        offset.append_value(l.offset);
+        partition.append_option(l.partition);
+        offset.append_option(l.offset);
         ts.append_option(l.kafka_timestamp.map(|ms| ms.saturating_mul(1000)));
         key.append_option(l.key.as_deref());
         payload.append_option(l.payload.as_deref());

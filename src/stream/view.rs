@@ -290,12 +290,46 @@ impl ViewContents {
 /// way) takes it away. While any count is not zero the view's query fails
 /// over the current rows, and reads say so; once the rows are gone the
 /// view is exact again, because they never reached any state.
+///
+/// A view that reads a source cannot wait for its bad rows to go (an event
+/// is never deleted): with a [`Poison::dead_letters`] sink, a row whose
+/// evaluation fails is left out and reported there instead — with the
+/// error and the row as its operator saw it — and reads never fail for it.
 #[derive(Default)]
 pub struct Poison {
     counts: std::collections::BTreeMap<(&'static str, String), i64>,
+    dead_letters: Option<mpsc::UnboundedSender<ViewDeadLetter>>,
+}
+
+/// A row a view over a source left out: the error and the row (JSON text).
+#[derive(Debug)]
+pub struct ViewDeadLetter {
+    pub error: String,
+    pub row: String,
 }
 
 impl Poison {
+    /// Failing rows go to `sink` rather than into the counts.
+    pub fn with_dead_letters(sink: mpsc::UnboundedSender<ViewDeadLetter>) -> Poison {
+        Poison {
+            counts: Default::default(),
+            dead_letters: Some(sink),
+        }
+    }
+
+    fn add_row(&mut self, e: &Error, weight: i64, row: &RecordBatch) {
+        let Some(sink) = &self.dead_letters else {
+            return self.add(e, weight);
+        };
+        // A retraction of a row that was left out is left out too.
+        if weight > 0 {
+            let _ = sink.send(ViewDeadLetter {
+                error: data_error_message(e),
+                row: row_json(row),
+            });
+        }
+    }
+
     fn add(&mut self, e: &Error, weight: i64) {
         let key = (e.sqlstate(), data_error_message(e));
         let c = self.counts.entry(key.clone()).or_insert(0);
@@ -309,6 +343,26 @@ impl Poison {
     fn first(&self) -> Option<(&'static str, String)> {
         self.counts.keys().next().cloned()
     }
+}
+
+/// One row as a JSON object of its values' text.
+fn row_json(batch: &RecordBatch) -> String {
+    use datafusion::arrow::array::Array;
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let opts = FormatOptions::default();
+    let mut obj = serde_json::Map::new();
+    for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+        let v = if col.is_null(0) {
+            serde_json::Value::Null
+        } else {
+            match ArrayFormatter::try_new(col.as_ref(), &opts) {
+                Ok(f) => serde_json::Value::String(f.value(0).to_string()),
+                Err(_) => serde_json::Value::Null,
+            }
+        };
+        obj.insert(field.name().clone(), v);
+    }
+    serde_json::Value::Object(obj).to_string()
 }
 
 /// The message of a data error as a client would see it.
@@ -353,7 +407,7 @@ fn isolate(
             Ok(()) => {}
             Err(e) if is_data_error(&e) => {
                 out.truncate(mark);
-                poison.add(&e, op.weight());
+                poison.add_row(&e, op.weight(), &chunk.batch.slice(row, 1));
             }
             Err(e) => return Err(e),
         }

@@ -102,12 +102,15 @@ async fn a_json_source_feeds_views_and_bad_records_become_dead_letters() {
             "CREATE MATERIALIZED VIEW by_account AS
              SELECT account, count(*) AS n, sum(amount) AS total, sum(id) AS ids,
                     count(qty) AS qtys, max(day) AS last_day
-             FROM trades GROUP BY account",
+             FROM trades GROUP BY account;
+             CREATE MATERIALIZED VIEW ratio AS
+             SELECT account, count(*) AS n, sum(1000 / qty) AS r FROM trades GROUP BY account",
         )
         .await
         .unwrap();
 
     let mut rng = Rng(7);
+    let mut zero_qty = 0;
     let producer = broker.producer();
     let mut payloads: Vec<(Vec<u8>, Option<String>)> = Vec::new();
     let mut expected: BTreeMap<String, (i64, i128, i128, i64)> = BTreeMap::new();
@@ -128,6 +131,9 @@ async fn a_json_source_feeds_views_and_bad_records_become_dead_letters() {
             e.2 += id as i128;
             if i % 11 != 0 {
                 e.3 += 1;
+                if (i % 1000) - 500 == 0 {
+                    zero_qty += 1;
+                }
             }
             payloads.push((json.into_bytes(), Some(account)));
             good_n += 1;
@@ -170,11 +176,24 @@ async fn a_json_source_feeds_views_and_bad_records_become_dead_letters() {
     let dl = rows(
         &client,
         "SELECT count(*), count(DISTINCT (partition, \"offset\")), min(error), \
-         count(*) FILTER (WHERE payload IS NULL) FROM streamlake.dead_letters WHERE source = 'trades'",
+         count(*) FILTER (WHERE payload IS NULL) FROM streamlake.dead_letters WHERE source = 'trades' AND view IS NULL",
     )
     .await;
     assert_eq!(dl[0][0], bad_n.to_string(), "{dl:?}");
     assert_eq!(dl[0][1], bad_n.to_string());
+
+    // A view over a source leaves the events it cannot evaluate out and
+    // records them with its name; it never fails for them.
+    let ratio = rows(&client, "SELECT sum(n) FROM ratio").await;
+    assert_eq!(ratio[0][0], (10_000 - zero_qty).to_string());
+    let dl = rows(
+        &client,
+        "SELECT count(*), min(error), bool_and(payload IS NOT NULL) FROM streamlake.dead_letters WHERE view = 'ratio'",
+    )
+    .await;
+    assert!(zero_qty > 0);
+    assert_eq!(dl[0][0], zero_qty.to_string(), "{dl:?}");
+    assert!(dl[0][1].to_lowercase().contains("by zero"), "{dl:?}");
 
     // Metadata columns, a bounded read of the source, and a view created
     // later (it backfills from the start offsets).

@@ -48,8 +48,9 @@ const METADATA_REFRESH: Duration = Duration::from_secs(5);
 pub struct DeadLetter {
     pub source: String,
     pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
+    /// Where the record was (None for a row a view left out).
+    pub partition: Option<i32>,
+    pub offset: Option<i64>,
     /// Milliseconds since the Unix epoch.
     pub kafka_timestamp: Option<i64>,
     pub key: Option<Vec<u8>>,
@@ -402,8 +403,8 @@ impl Reader {
                             let letter = DeadLetter {
                                 source: self.spec.name.clone(),
                                 topic: topic.clone(),
-                                partition: p,
-                                offset: off,
+                                partition: Some(p),
+                                offset: Some(off),
                                 kafka_timestamp: msg.timestamp().to_millis(),
                                 key: msg.key().map(<[u8]>::to_vec),
                                 payload: msg.payload().map(<[u8]>::to_vec),
@@ -583,8 +584,8 @@ impl Reader {
         let (Some(producer), Some(topic)) = (&self.dlq, &self.spec.options.dlq_topic) else {
             return;
         };
-        let partition = letter.partition.to_string();
-        let offset = letter.offset.to_string();
+        let partition = letter.partition.map(|p| p.to_string()).unwrap_or_default();
+        let offset = letter.offset.map(|o| o.to_string()).unwrap_or_default();
         let headers = OwnedHeaders::new()
             .insert(Header {
                 key: "streamlake.source",
