@@ -203,33 +203,32 @@ impl super::Lake {
         let Some(source) = inputs.iter().find_map(|i| self.public.source(i)) else {
             return Default::default();
         };
-        let (tx, mut rx) =
-            tokio::sync::mpsc::unbounded_channel::<crate::stream::view::ViewDeadLetter>();
         let (dead_letters, view, topic, name) = (
             self.dead_letters.clone(),
             view.to_string(),
             source.topic(),
             source.name().to_string(),
         );
-        tokio::spawn(async move {
-            while let Some(l) = rx.recv().await {
+        let sink: crate::stream::view::DeadLetterSink =
+            Arc::new(move |l: crate::stream::view::ViewDeadLetter| {
                 tracing::debug!(view = %view, error = %l.error, "row left out of the view");
-                let letter = crate::connector::kafka::reader::DeadLetter {
-                    source: name.clone(),
-                    topic: topic.clone(),
-                    partition: None,
-                    offset: None,
-                    kafka_timestamp: None,
-                    key: None,
-                    payload: Some(l.row.into_bytes()),
-                    error: l.error,
-                    view: Some(view.clone()),
-                    received_at: chrono::Utc::now().timestamp_micros(),
-                };
-                dead_letters.add(&view, vec![letter]).await;
-            }
-        });
-        crate::stream::view::Poison::with_dead_letters(tx)
+                dead_letters.add_now(
+                    &view,
+                    crate::connector::kafka::reader::DeadLetter {
+                        source: name.clone(),
+                        topic: topic.clone(),
+                        partition: None,
+                        offset: None,
+                        kafka_timestamp: None,
+                        key: None,
+                        payload: Some(l.row.into_bytes()),
+                        error: l.error,
+                        view: Some(view.clone()),
+                        received_at: chrono::Utc::now().timestamp_micros(),
+                    },
+                );
+            });
+        crate::stream::view::Poison::with_dead_letters(sink)
     }
 
     /// Starts the task that rebuilds views whose task stopped (an internal
@@ -386,6 +385,8 @@ impl super::Lake {
     pub async fn flush(&self) -> Result<Epoch> {
         self.catch_up_connectors().await?;
         let epoch = self.checkpoint().await?;
+        // Rows views over sources left out during that epoch.
+        self.dead_letters.commit().await?;
         for (name, _) in self.public.view_definitions() {
             if let Some(why) = self.public.view(&name).and_then(|v| v.contents.failure()) {
                 return Err(Error::ViewError {

@@ -56,6 +56,9 @@ pub fn schema() -> Result<Schema> {
 pub struct DeadLetters {
     table: LakeTable,
     inner: Mutex<Inner>,
+    /// Letters handed over synchronously (by views), taken at the next
+    /// commit.
+    handed: std::sync::Mutex<Vec<(String, DeadLetter)>>,
 }
 
 #[derive(Default)]
@@ -66,6 +69,33 @@ struct Inner {
     recorded: Recorded,
     /// Positions including the buffer.
     pending: Recorded,
+}
+
+impl Inner {
+    /// Buffers a reader's letters, dropping those recorded already.
+    fn take(&mut self, reader: &str, letters: Vec<DeadLetter>) {
+        for l in letters {
+            if let (Some(p), Some(o)) = (l.partition, l.offset) {
+                let seen = self
+                    .pending
+                    .get(reader)
+                    .and_then(|m| m.get(&p))
+                    .is_some_and(|&next| o < next);
+                if seen {
+                    continue;
+                }
+                self.pending
+                    .entry(reader.to_string())
+                    .or_default()
+                    .insert(p, o + 1);
+            }
+            self.bytes += 256
+                + l.payload.as_ref().map_or(0, Vec::len)
+                + l.key.as_ref().map_or(0, Vec::len)
+                + l.error.len();
+            self.buffer.push(l);
+        }
+    }
 }
 
 impl DeadLetters {
@@ -80,7 +110,17 @@ impl DeadLetters {
                 recorded,
                 ..Default::default()
             }),
+            handed: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Takes a letter without waiting (from a view's operators); it is
+    /// committed with the next checkpoint.
+    pub fn add_now(&self, reader: &str, letter: DeadLetter) {
+        self.handed
+            .lock()
+            .expect("dead letters lock")
+            .push((reader.to_string(), letter));
     }
 
     pub fn table(&self) -> &LakeTable {
@@ -95,28 +135,7 @@ impl DeadLetters {
         }
         let over = {
             let mut inner = self.inner.lock().await;
-            for l in letters {
-                if let (Some(p), Some(o)) = (l.partition, l.offset) {
-                    let seen = inner
-                        .pending
-                        .get(reader)
-                        .and_then(|m| m.get(&p))
-                        .is_some_and(|&next| o < next);
-                    if seen {
-                        continue;
-                    }
-                    inner
-                        .pending
-                        .entry(reader.to_string())
-                        .or_default()
-                        .insert(p, o + 1);
-                }
-                inner.bytes += 256
-                    + l.payload.as_ref().map_or(0, Vec::len)
-                    + l.key.as_ref().map_or(0, Vec::len)
-                    + l.error.len();
-                inner.buffer.push(l);
-            }
+            inner.take(reader, letters);
             inner.bytes > BUFFER_BYTES
         };
         if over && let Err(e) = self.commit().await {
@@ -124,16 +143,19 @@ impl DeadLetters {
         }
     }
 
-    /// Forgets a dropped reader's positions (its name may be reused).
+    /// Forgets a dropped reader's positions (its name may be reused); its
+    /// letters stay, and those still buffered are committed as usual.
     pub async fn forget(&self, reader: &str) {
-        let mut inner = self.inner.lock().await;
-        inner.pending.remove(reader);
-        inner.buffer.retain(|l| l.source != reader);
+        self.inner.lock().await.pending.remove(reader);
     }
 
     /// Commits the buffered letters (nothing if there are none).
     pub async fn commit(&self) -> Result<()> {
         let mut inner = self.inner.lock().await;
+        let handed = std::mem::take(&mut *self.handed.lock().expect("dead letters lock"));
+        for (reader, letter) in handed {
+            inner.take(&reader, vec![letter]);
+        }
         if inner.buffer.is_empty() && inner.pending == inner.recorded {
             return Ok(());
         }

@@ -298,8 +298,12 @@ impl ViewContents {
 #[derive(Default)]
 pub struct Poison {
     counts: std::collections::BTreeMap<(&'static str, String), i64>,
-    dead_letters: Option<mpsc::UnboundedSender<ViewDeadLetter>>,
+    dead_letters: Option<DeadLetterSink>,
 }
+
+/// Takes a view's left-out rows at once (before the epoch they belong to
+/// completes, so the checkpoint that ends it can commit them).
+pub type DeadLetterSink = Arc<dyn Fn(ViewDeadLetter) + Send + Sync>;
 
 /// A row a view over a source left out: the error and the row (JSON text).
 #[derive(Debug)]
@@ -310,7 +314,7 @@ pub struct ViewDeadLetter {
 
 impl Poison {
     /// Failing rows go to `sink` rather than into the counts.
-    pub fn with_dead_letters(sink: mpsc::UnboundedSender<ViewDeadLetter>) -> Poison {
+    pub fn with_dead_letters(sink: DeadLetterSink) -> Poison {
         Poison {
             counts: Default::default(),
             dead_letters: Some(sink),
@@ -323,7 +327,7 @@ impl Poison {
         };
         // A retraction of a row that was left out is left out too.
         if weight > 0 {
-            let _ = sink.send(ViewDeadLetter {
+            sink(ViewDeadLetter {
                 error: data_error_message(e),
                 row: row_json(row),
             });
