@@ -750,3 +750,196 @@ async fn partitions_unknown_at_start_are_found_and_read_from_their_start() {
     }
     assert!(server.log().contains("new partition"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_error_modes_dlq_topic_catalog_listing_and_group_offsets() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let broker = Broker::start();
+    broker.create_topic("o", 1).await;
+    broker.create_topic("o_dlq", 1).await;
+    let server = Server::start();
+    let client = server.client().await;
+    let mk = |name: &str, extra: &str| {
+        format!(
+            "CREATE SOURCE {name} (a INT) WITH (connector='kafka', topic='o', properties.bootstrap.server='{}'{extra}) FORMAT PLAIN ENCODE JSON;
+             CREATE MATERIALIZED VIEW {name}_v AS SELECT count(*) AS n, sum(a) AS s FROM {name}",
+            broker.bootstrap()
+        )
+    };
+    client
+        .batch_execute(&mk("s_skip", ", on_error = 'skip'"))
+        .await
+        .unwrap();
+    client
+        .batch_execute(&mk("s_fail", ", on_error = 'fail'"))
+        .await
+        .unwrap();
+    client
+        .batch_execute(&mk("s_dlq", ", dlq.topic = 'o_dlq'"))
+        .await
+        .unwrap();
+    let payloads = [
+        "{\"a\": 1}",
+        "{\"a\": 2}",
+        "oops",
+        "{\"a\": 4}",
+        "[]",
+        "{\"a\": 8}",
+    ];
+    produce(
+        &broker.producer(),
+        "o",
+        payloads.iter().map(|p| Record::new(p.as_bytes())).collect(),
+    )
+    .await;
+    client.batch_execute("FLUSH").await.unwrap();
+    assert_eq!(
+        rows(&client, "SELECT n, s FROM s_skip_v").await,
+        vec![vec!["4", "15"]]
+    );
+    assert_eq!(
+        rows(&client, "SELECT n, s FROM s_dlq_v").await,
+        vec![vec!["4", "15"]]
+    );
+    // 'fail' stops at the first bad record, keeping what came before it.
+    assert_eq!(
+        rows(&client, "SELECT n, s FROM s_fail_v").await,
+        vec![vec!["2", "3"]]
+    );
+    let state = rows(
+        &client,
+        "SELECT state, last_error LIKE '%offset 2%' FROM streamlake.source_partitions WHERE source = 's_fail'",
+    )
+    .await;
+    assert_eq!(state, vec![vec!["error", "t"]]);
+    let dl = rows(
+        &client,
+        "SELECT source, count(*) FROM streamlake.dead_letters GROUP BY source ORDER BY source",
+    )
+    .await;
+    assert_eq!(dl, vec![vec!["s_dlq", "2"]], "skip and fail record nothing");
+
+    // The DLQ topic got the bad records, with headers saying why.
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "test-dlq")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("o_dlq", 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < 2 && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let headers: Vec<String> = m
+                .headers()
+                .map(|h| h.iter().map(|x| x.key.to_string()).collect())
+                .unwrap_or_default();
+            got.push((m.payload().map(|p| p.to_vec()), headers));
+        }
+    }
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].0.as_deref(), Some(&b"oops"[..]));
+    assert!(
+        got[0].1.contains(&"streamlake.error".to_string()),
+        "{got:?}"
+    );
+
+    // Sources are relations clients can list and describe.
+    let listed = rows(
+        &client,
+        "SELECT relname FROM pg_catalog.pg_class WHERE relname IN ('s_skip', 's_dlq') ORDER BY relname",
+    )
+    .await;
+    assert_eq!(listed, vec![vec!["s_dlq"], vec!["s_skip"]]);
+    let described = rows(&client, "DESCRIBE s_skip").await;
+    assert_eq!(described[0][0], "a", "{described:?}");
+
+    // Consumer-group offsets for Kafka's lag tools, after a checkpoint.
+    let group: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "streamlake-s_skip")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition("o", 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        client.batch_execute("FLUSH").await.unwrap();
+        let committed = group
+            .committed_offsets(tpl.clone(), Duration::from_secs(5))
+            .unwrap();
+        let o = committed.find_partition("o", 0).unwrap().offset();
+        if o == rdkafka::Offset::Offset(6) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "group offset {o:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_playground_streams_trades_into_its_views() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::support::free_port();
+    let log = std::fs::File::create(dir.path().join("playground.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamlake"))
+        .current_dir(dir.path())
+        .args(["playground", "--listen", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let result = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let client = loop {
+            if let Ok((c, conn)) = tokio_postgres::connect(
+                &format!("host=127.0.0.1 port={port} dbname=dev user=tester"),
+                tokio_postgres::NoTls,
+            )
+            .await
+            {
+                tokio::spawn(conn);
+                break c;
+            }
+            assert!(Instant::now() < deadline, "playground did not start");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        // Trades arrive about 20 a second; malformed ones about 1 in 50.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            client.batch_execute("FLUSH").await.unwrap();
+            let v = rows(
+                &client,
+                "SELECT coalesce(sum(trades), 0) FROM volume_by_symbol",
+            )
+            .await;
+            let dl = rows(&client, "SELECT count(*) FROM streamlake.dead_letters").await;
+            let usd = rows(&client, "SELECT count(*) FROM trades_usd").await;
+            if v[0][0].parse::<i64>().unwrap() > 20
+                && dl[0][0] != "0"
+                && usd[0][0].parse::<i64>().unwrap() > 0
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no trades: {v:?} {dl:?} {usd:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        // Deduplicated: one row per trade id in the silver view.
+        let dup = rows(
+            &client,
+            "SELECT count(*) - count(DISTINCT trade_id) FROM trades_clean",
+        )
+        .await;
+        assert_eq!(dup[0][0], "0");
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
