@@ -661,6 +661,14 @@ async fn a_broker_restart_while_producing_loses_and_repeats_nothing() {
         .batch_execute("SET statement_timeout = 0")
         .await
         .unwrap();
+    // … and a cancel request.
+    let token = client.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    });
+    assert_eq!(sqlstate(&client, "FLUSH").await, "57014");
+    canceller.await.unwrap();
     broker.restart();
     let second = batch(500);
     produce(
