@@ -164,6 +164,37 @@ fn decode(name: &str, payloads: &Payloads, encoding: Encoding) {
     );
 }
 
+/// The notes' upper bound, for comparison on the same machine and load:
+/// serde_json into a fixed struct of borrowed fields, no Arrow, no checks.
+fn reference(payloads: &Payloads) {
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Bid<'a> {
+        auction: i64,
+        bidder: i64,
+        price: i64,
+        channel: &'a str,
+        url: &'a str,
+        date_time: &'a str,
+        extra: &'a str,
+    }
+    let rows = payloads.ends.len();
+    let start = thread_cpu();
+    let mut n = 0i64;
+    for p in payloads.iter() {
+        let b: Bid<'_> = serde_json::from_slice(p).unwrap();
+        n = n.wrapping_add(b.price);
+    }
+    let cpu = thread_cpu() - start;
+    std::hint::black_box(n);
+    report(
+        "reference: serde_json into a borrowed struct",
+        rows,
+        payloads.bytes.len() / rows,
+        cpu,
+    );
+}
+
 fn generate(name: &str, mut g: Box<dyn generator::Generator>) {
     let start = thread_cpu();
     let mut rows = 0;
@@ -195,6 +226,7 @@ fn main() {
     let (json, csv) = bids(rows);
     println!("| benchmark | rows | payload | CPU time | rate |");
     println!("|---|---:|---:|---:|---:|");
+    reference(&json);
     decode("RecordDecoder JSON (Nexmark bids)", &json, Encoding::Json);
     decode(
         "RecordDecoder CSV (Nexmark bids)",

@@ -43,9 +43,9 @@ mod value;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
-    Float64Builder, Int32Builder, Int64Builder, RecordBatch, RecordBatchOptions, StringBuilder,
-    Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
+    Float32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch, RecordBatchOptions,
+    StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 
@@ -169,7 +169,7 @@ impl RecordDecoder {
             .fields()
             .iter()
             .zip(&kinds)
-            .map(|(f, k)| ColumnBuilder::new(*k, f.data_type()))
+            .map(|(f, k)| ColumnBuilder::new(*k, f.data_type(), 1024, 16 * 1024))
             .collect::<Result<Vec<_>>>()?;
         Ok(RecordDecoder {
             slots: vec![Slot::Null; kinds.len()],
@@ -238,8 +238,27 @@ impl RecordDecoder {
     /// The rows pushed since the last finish, as one batch with the schema
     /// given to [`new`](Self::new); resets.
     pub fn finish(&mut self) -> RecordBatch {
-        let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(|b| b.finish()).collect();
         let rows = std::mem::take(&mut self.rows);
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.builders.len());
+        for (i, b) in self.builders.iter_mut().enumerate() {
+            let array = b.finish();
+            // Arrow's finish leaves empty buffers that would regrow by
+            // doubling (and fault in fresh pages) every batch: size the next
+            // batch's buffers like this one's instead.
+            let bytes = match array.data_type() {
+                DataType::Utf8 => array.as_string::<i32>().values().len(),
+                DataType::Binary => array.as_binary::<i32>().values().len(),
+                _ => 0,
+            };
+            *b = ColumnBuilder::new(
+                self.columns.kinds[i],
+                self.schema.field(i).data_type(),
+                rows.max(1024),
+                bytes,
+            )
+            .expect("made once already in new");
+            arrays.push(array);
+        }
         RecordBatch::try_new_with_options(
             self.schema.clone(),
             arrays,
@@ -265,27 +284,34 @@ enum ColumnBuilder {
 }
 
 impl ColumnBuilder {
-    fn new(kind: Kind, data_type: &DataType) -> Result<ColumnBuilder> {
+    /// A builder with room for `rows` values and `bytes` of string/binary
+    /// data, so a batch like the previous one never regrows.
+    fn new(kind: Kind, data_type: &DataType, rows: usize, bytes: usize) -> Result<ColumnBuilder> {
         Ok(match kind {
-            Kind::Int32 => ColumnBuilder::Int32(Int32Builder::new()),
-            Kind::Int64 => ColumnBuilder::Int64(Int64Builder::new()),
-            Kind::Float32 => ColumnBuilder::Float32(Float32Builder::new()),
-            Kind::Float64 => ColumnBuilder::Float64(Float64Builder::new()),
-            Kind::Boolean => ColumnBuilder::Boolean(BooleanBuilder::new()),
-            Kind::Text | Kind::Jsonb => ColumnBuilder::Utf8(StringBuilder::new()),
+            Kind::Int32 => ColumnBuilder::Int32(Int32Builder::with_capacity(rows)),
+            Kind::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(rows)),
+            Kind::Float32 => ColumnBuilder::Float32(Float32Builder::with_capacity(rows)),
+            Kind::Float64 => ColumnBuilder::Float64(Float64Builder::with_capacity(rows)),
+            Kind::Boolean => ColumnBuilder::Boolean(BooleanBuilder::with_capacity(rows)),
+            Kind::Text | Kind::Jsonb => {
+                ColumnBuilder::Utf8(StringBuilder::with_capacity(rows, bytes))
+            }
             Kind::Decimal { precision, scale } => ColumnBuilder::Decimal(
-                Decimal128Builder::new().with_precision_and_scale(precision, scale)?,
+                Decimal128Builder::with_capacity(rows)
+                    .with_precision_and_scale(precision, scale)?,
             ),
-            Kind::Date => ColumnBuilder::Date(Date32Builder::new()),
-            Kind::Time => ColumnBuilder::Time(Time64MicrosecondBuilder::new()),
+            Kind::Date => ColumnBuilder::Date(Date32Builder::with_capacity(rows)),
+            Kind::Time => ColumnBuilder::Time(Time64MicrosecondBuilder::with_capacity(rows)),
             Kind::Timestamp | Kind::TimestampTz => {
                 let tz = match data_type {
                     DataType::Timestamp(_, tz) => tz.clone(),
                     _ => None,
                 };
-                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone_opt(tz))
+                ColumnBuilder::Timestamp(
+                    TimestampMicrosecondBuilder::with_capacity(rows).with_timezone_opt(tz),
+                )
             }
-            Kind::Binary => ColumnBuilder::Binary(BinaryBuilder::new()),
+            Kind::Binary => ColumnBuilder::Binary(BinaryBuilder::with_capacity(rows, bytes)),
         })
     }
 
