@@ -62,6 +62,10 @@ impl Engine {
             .with_information_schema(false)
             // `1.5` is a numeric literal in PostgreSQL, not a double.
             .set_bool("datafusion.sql_parser.parse_float_as_decimal", true)
+            // Views are planned with ctx.sql(): parse them as clients'
+            // statements are (PostgreSQL's dialect: `j -> 'k'` is the JSON
+            // operator, not a lambda).
+            .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
             .with_default_catalog_and_schema(DATABASE, "public");
         // PostgreSQL's literal types must be in place before DataFusion's
         // type coercion runs; our other rules run after it.

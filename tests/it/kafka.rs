@@ -497,7 +497,7 @@ async fn csv_and_jsonb_sources_and_drop_source_cascade_during_ingest() {
                 count(*) FILTER (WHERE (hs ->> 'trace') = 't-1' AND (hs ->> 'other') = 'x') AS both_headers FROM d;
              CREATE MATERIALIZED VIEW cv AS SELECT count(*) AS n, sum(amount) AS s, count(name) AS names FROM c;
              CREATE MATERIALIZED VIEW dv AS SELECT doc ->> 'kind' AS kind, count(*) AS n, \
-                sum(CAST(doc #>> '{{v,x}}' AS BIGINT)) AS x FROM d GROUP BY doc ->> 'kind'",
+                sum(CAST(doc #>> '{{v,x}}' AS BIGINT)) AS x, max(doc -> 'v') AS v FROM d GROUP BY doc ->> 'kind'",
             broker.bootstrap()
         ))
         .await
@@ -543,13 +543,13 @@ async fn csv_and_jsonb_sources_and_drop_source_cascade_during_ingest() {
     assert_eq!(
         rows(
             &client,
-            "SELECT kind, n, x FROM dv ORDER BY kind NULLS LAST"
+            "SELECT kind, n, x, v FROM dv ORDER BY kind NULLS LAST"
         )
         .await,
         vec![
-            vec!["a", "2", "12"],
-            vec!["b", "1", "NULL"],
-            vec!["NULL", "1", "NULL"]
+            vec!["a", "2", "12", "{\"x\":7}"],
+            vec!["b", "1", "NULL", "NULL"],
+            vec!["NULL", "1", "NULL", "NULL"]
         ]
     );
     assert_eq!(
