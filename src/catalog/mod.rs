@@ -186,6 +186,8 @@ pub struct Lake {
     rebuild_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
     /// `streamlake.dead_letters`, shared by every reader.
     dead_letters: Arc<crate::stream::dead_letters::DeadLetters>,
+    /// `streamlake.late_events`, shared by every windowed view.
+    late_events: Arc<crate::stream::late_events::LateEvents>,
     /// Every Kafka reader's live state (`streamlake.source_partitions`).
     readers: Arc<system::Readers>,
     /// The readers of connector tables, by table name.
@@ -230,6 +232,15 @@ impl Lake {
         let dead_letters = Arc::new(crate::stream::dead_letters::DeadLetters::new(
             Self::open_dead_letters(&warehouse).await?,
         ));
+        let late_events = Arc::new(crate::stream::late_events::LateEvents::new(
+            Self::open_system_table(
+                &warehouse,
+                "late_events",
+                crate::stream::late_events::schema()?,
+                "streamlake (the events windowed views did not add: their window had closed)",
+            )
+            .await?,
+        ));
         let lake = Arc::new(Lake {
             warehouse,
             public,
@@ -241,6 +252,7 @@ impl Lake {
             rebuild_tx,
             rebuild_rx: std::sync::Mutex::new(Some(rebuild_rx)),
             dead_letters,
+            late_events,
             readers: Arc::new(system::Readers::default()),
             ingests: std::sync::Mutex::new(HashMap::new()),
         });
@@ -249,20 +261,34 @@ impl Lake {
     }
 
     async fn open_dead_letters(warehouse: &Arc<Warehouse>) -> Result<LakeTable> {
-        let ident = TableIdent::new(
-            NamespaceIdent::new("streamlake".into()),
-            "dead_letters".into(),
-        );
+        Self::open_system_table(
+            warehouse,
+            "dead_letters",
+            crate::stream::dead_letters::schema()?,
+            "streamlake (the records sources could not read)",
+        )
+        .await
+    }
+
+    /// An append-only Iceberg table of schema `streamlake`, created on
+    /// first use; DML on it is refused (`streamlake.written_by`).
+    async fn open_system_table(
+        warehouse: &Arc<Warehouse>,
+        name: &str,
+        schema: iceberg::spec::Schema,
+        written_by: &str,
+    ) -> Result<LakeTable> {
+        let ident = TableIdent::new(NamespaceIdent::new("streamlake".into()), name.into());
         let table = if warehouse.table_exists(&ident).await? {
             warehouse.load_table(&ident).await?
         } else {
             warehouse
                 .create_table(
                     &ident,
-                    crate::stream::dead_letters::schema()?,
+                    schema,
                     HashMap::from([(
                         crate::storage::table::WRITTEN_BY_PROPERTY.to_string(),
-                        "streamlake (the records sources could not read)".to_string(),
+                        written_by.to_string(),
                     )]),
                 )
                 .await?
@@ -274,6 +300,7 @@ impl Lake {
     pub fn system_schema(&self) -> Arc<system::SystemSchema> {
         Arc::new(system::SystemSchema {
             dead_letters: self.dead_letters.table().clone(),
+            late_events: self.late_events.table().clone(),
             readers: self.readers.clone(),
         })
     }

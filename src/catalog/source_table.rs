@@ -50,6 +50,27 @@ impl SourceTable {
         }
     }
 
+    /// The source's columns' watermarks for planning: its `WATERMARK FOR`
+    /// column, if it has one (the value is a placeholder).
+    pub fn static_watermarks(&self) -> crate::stream::message::Watermarks {
+        let Ok(def) = crate::sql::source_ddl::parse(&self.definition) else {
+            return Vec::new();
+        };
+        let Some((column, _)) = def.watermark else {
+            return Vec::new();
+        };
+        let schema = datafusion::datasource::TableProvider::schema(self);
+        let Some(i) = schema.fields().iter().position(|f| f.name() == &column) else {
+            return Vec::new();
+        };
+        let mut w = vec![None; schema.fields().len()];
+        w[i] = Some(crate::stream::message::ColumnWatermark {
+            micros: 0,
+            window: false,
+        });
+        w
+    }
+
     /// The topic, or the generator's connector name.
     pub fn topic(&self) -> String {
         match &self.kind {

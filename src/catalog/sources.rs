@@ -513,6 +513,7 @@ impl super::Lake {
             i.checkpoint().await?;
         }
         self.dead_letters.commit().await?;
+        self.late_events.commit().await?;
         for s in self.public.sources() {
             if let SourceKind::Kafka(k) = &s.kind {
                 k.commit_group_offsets();

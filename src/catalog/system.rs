@@ -120,6 +120,7 @@ fn partitions_schema() -> SchemaRef {
 
 pub struct SystemSchema {
     pub dead_letters: LakeTable,
+    pub late_events: LakeTable,
     pub readers: Arc<Readers>,
 }
 
@@ -136,12 +137,17 @@ impl SchemaProvider for SystemSchema {
     }
 
     fn table_names(&self) -> Vec<String> {
-        vec!["dead_letters".into(), "source_partitions".into()]
+        vec![
+            "dead_letters".into(),
+            "late_events".into(),
+            "source_partitions".into(),
+        ]
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
         Ok(match name {
             "dead_letters" => Some(Arc::new(self.dead_letters.clone())),
+            "late_events" => Some(Arc::new(self.late_events.clone())),
             "source_partitions" => {
                 let batch = self.readers.partitions_batch()?;
                 Some(Arc::new(MemTable::try_new(
@@ -164,6 +170,6 @@ impl SchemaProvider for SystemSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        matches!(name, "dead_letters" | "source_partitions")
+        matches!(name, "dead_letters" | "late_events" | "source_partitions")
     }
 }

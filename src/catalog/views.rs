@@ -77,10 +77,28 @@ impl super::Lake {
         // The optimizer turns a single DISTINCT aggregate into aggregation
         // over aggregation, which the runtime maintains; other DISTINCT
         // aggregates reach the lowering and are refused there by name.
-        let df = ctx.sql(query).await?;
+        let (body, emit_on_close) = view_plan::split_emit_on_close(query);
+        let df = ctx.sql(body).await?;
         view_plan::refuse_volatile(df.logical_plan())?;
         let plan = df.into_optimized_plan()?;
-        let lowered = view_plan::lower(&ctx.state(), &plan)?;
+        let public = self.public.clone();
+        let reads_source = plan_sources(&plan)
+            .into_iter()
+            .find(|t| self.public.source(t).is_some());
+        let options = view_plan::LowerOptions {
+            input_watermarks: Box::new(move |input: &str| {
+                if let Some(v) = public.view(input) {
+                    v.watermarks.clone()
+                } else if let Some(s) = public.source(input) {
+                    s.static_watermarks()
+                } else {
+                    Vec::new()
+                }
+            }),
+            emit_on_close,
+            late: Some(self.late_events.sink(name, reads_source)),
+        };
+        let lowered = view_plan::lower(&ctx.state(), &plan, &options)?;
 
         let created = existing.is_none();
         let storage = match existing {
@@ -145,6 +163,7 @@ impl super::Lake {
             feeds.push(rx);
         }
         drop(paused);
+        let watermarks = lowered.watermarks.clone();
         let upstream = lowered
             .inputs
             .iter()
@@ -173,12 +192,14 @@ impl super::Lake {
             poison,
             rebuild: Some(self.rebuild_tx.clone()),
             fault: crate::stream::view::Fault::from_env(name),
+            watermarks: Vec::new(),
         };
         let handle = tokio::spawn(task.run(backfills, feeds));
         self.public.add_view(
             name.to_string(),
             Arc::new(ViewTable {
                 name: name.to_string(),
+                watermarks,
                 definition: query.to_string(),
                 contents,
                 control: control_tx,
@@ -385,8 +406,10 @@ impl super::Lake {
     pub async fn flush(&self) -> Result<Epoch> {
         self.catch_up_connectors().await?;
         let epoch = self.checkpoint().await?;
-        // Rows views over sources left out during that epoch.
+        // Rows views over sources left out during that epoch, and late
+        // events.
         self.dead_letters.commit().await?;
+        self.late_events.commit().await?;
         for (name, _) in self.public.view_definitions() {
             if let Some(why) = self.public.view(&name).and_then(|v| v.contents.failure()) {
                 return Err(Error::ViewError {
@@ -478,4 +501,17 @@ impl super::Lake {
             pending = failed.into_iter().map(|(n, t, _)| (n, t)).collect();
         }
     }
+}
+
+/// The tables a plan scans (by name), for naming the source a view reads.
+fn plan_sources(plan: &datafusion::logical_expr::LogicalPlan) -> Vec<String> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut names = Vec::new();
+    let _ = plan.apply(|node| {
+        if let datafusion::logical_expr::LogicalPlan::TableScan(scan) = node {
+            names.push(scan.table_name.table().to_string());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    names
 }

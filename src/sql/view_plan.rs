@@ -20,7 +20,10 @@ use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::{Error, Result};
-use crate::stream::graph::Node;
+use crate::stream::graph::{Node, NodeKind};
+use crate::stream::late_events::LateSink;
+use crate::stream::message::Watermarks;
+use crate::stream::ops::window_assign::WindowAssignOperator;
 use crate::stream::ops::filter::FilterOperator;
 use crate::stream::ops::hash_agg::{AggKind, AggSpec, HashAggOperator};
 use crate::stream::ops::hash_join::{HashJoinOperator, JoinKind};
@@ -36,6 +39,78 @@ pub struct ViewPlan {
     pub root: Node,
     /// Output schema of the pipeline (the view's columns).
     pub schema: datafusion::arrow::datatypes::SchemaRef,
+    /// Which output columns carry a watermark (values are placeholders).
+    pub watermarks: Watermarks,
+    /// EMIT ON WINDOW CLOSE: rows appear once, final; append-only.
+    pub emit_on_close: bool,
+}
+
+/// Splits a trailing `EMIT ON WINDOW CLOSE` (any case and spacing, an
+/// optional `;`) off a view's query.
+pub fn split_emit_on_close(query: &str) -> (&str, bool) {
+    let body = query.trim_end().trim_end_matches(';').trim_end();
+    let words: Vec<&str> = body.split_whitespace().rev().take(4).collect();
+    let is_emit = words.len() == 4
+        && words
+            .iter()
+            .zip(["close", "window", "on", "emit"])
+            .all(|(w, k)| w.eq_ignore_ascii_case(k));
+    if !is_emit {
+        return (query, false);
+    }
+    let lower = body.to_ascii_lowercase();
+    match lower.rfind("emit") {
+        Some(at) => (body[..at].trim_end(), true),
+        None => (query, false),
+    }
+}
+
+/// What the lowering needs beyond the plan.
+pub struct LowerOptions {
+    /// Which columns of an input (by name) carry a watermark: a source's
+    /// `WATERMARK FOR` column, a view's watermarked outputs. The values
+    /// are placeholders; only presence and the window flag matter.
+    pub input_watermarks: Box<dyn Fn(&str) -> Watermarks + Send + Sync>,
+    /// The view was declared `EMIT ON WINDOW CLOSE`.
+    pub emit_on_close: bool,
+    /// Where window operators record late events.
+    pub late: Option<LateSink>,
+}
+
+impl Default for LowerOptions {
+    fn default() -> Self {
+        LowerOptions {
+            input_watermarks: Box::new(|_| Vec::new()),
+            emit_on_close: false,
+            late: None,
+        }
+    }
+}
+
+/// Walks the tree with each input's (static) watermarks: aggregates
+/// grouped by a window bound learn to close their windows. Returns the
+/// output's watermarks and how many aggregates close windows.
+fn plan_windows(
+    node: &mut Node,
+    inputs: &[Watermarks],
+    options: &LowerOptions,
+    closing: &mut usize,
+) -> Watermarks {
+    let mut w = match &mut node.kind {
+        NodeKind::Input(i) => inputs[*i].clone(),
+        NodeKind::Binary { left, right, op } => {
+            let l = plan_windows(left, inputs, options, closing);
+            let r = plan_windows(right, inputs, options, closing);
+            op.output_watermarks(&l, &r)
+        }
+    };
+    for op in node.ops.iter_mut() {
+        if op.plan_windows(&w, options.emit_on_close, options.late.clone()) {
+            *closing += 1;
+        }
+        w = op.output_watermarks(&w);
+    }
+    w
 }
 
 fn unsupported(what: impl Into<String>) -> Error {
@@ -71,6 +146,7 @@ fn project(
         .collect::<Result<Vec<_>>>()?;
     Ok(ProjectOperator::new(
         exprs,
+        Arc::new(p.input.schema().as_arrow().clone()),
         Arc::new(p.schema.as_arrow().clone()),
     ))
 }
@@ -113,20 +189,115 @@ pub fn refuse_volatile(plan: &LogicalPlan) -> Result<()> {
 }
 
 /// Lowers an optimized logical plan.
-pub fn lower(state: &SessionState, plan: &LogicalPlan) -> Result<ViewPlan> {
+pub fn lower(state: &SessionState, plan: &LogicalPlan, options: &LowerOptions) -> Result<ViewPlan> {
     let mut inputs = Vec::new();
-    let root = lower_node(state, plan, &mut inputs)?;
+    let mut root = lower_node(state, plan, &mut inputs, options)?;
     if inputs.is_empty() {
         return Err(unsupported("a view without a base table"));
+    }
+    let input_watermarks: Vec<Watermarks> =
+        inputs.iter().map(|i| (options.input_watermarks)(i)).collect();
+    let mut closing = 0;
+    let watermarks = plan_windows(&mut root, &input_watermarks, options, &mut closing);
+    if options.emit_on_close && closing == 0 {
+        return Err(Error::FeatureNotSupported(
+            "EMIT ON WINDOW CLOSE needs a GROUP BY on window_start or window_end of TUMBLE or HOP \
+             over an input with a watermark (WATERMARK FOR on its source)"
+                .into(),
+        ));
     }
     Ok(ViewPlan {
         inputs,
         root,
         schema: Arc::new(plan.schema().as_arrow().clone()),
+        watermarks,
+        emit_on_close: options.emit_on_close,
     })
 }
 
-fn lower_node(state: &SessionState, plan: &LogicalPlan, inputs: &mut Vec<String>) -> Result<Node> {
+/// `Unnest(Projection(…, streamlake_window_starts(ts, slide, size, offset), …))`,
+/// the shape of TUMBLE and HOP: the projection with the time in place of
+/// the list, then one window-assignment operator.
+fn lower_windows(
+    state: &SessionState,
+    u: &datafusion::logical_expr::Unnest,
+    inputs: &mut Vec<String>,
+    options: &LowerOptions,
+) -> Result<Node> {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let LogicalPlan::Projection(p) = u.input.as_ref() else {
+        return Err(unsupported("UNNEST"));
+    };
+    let [(column, _)] = u.list_type_columns.as_slice() else {
+        return Err(unsupported("UNNEST"));
+    };
+    let column = *column;
+    if !u.struct_type_columns.is_empty() || u.schema.fields().len() != p.schema.fields().len() {
+        return Err(unsupported("UNNEST"));
+    }
+    let Some(Expr::ScalarFunction(f)) = p.expr.get(column).map(|e| e.clone().unalias()) else {
+        return Err(unsupported("UNNEST"));
+    };
+    if f.func.name() != crate::sql::windows::WINDOW_STARTS {
+        return Err(unsupported("UNNEST"));
+    }
+    let constant = |i: usize| -> Result<i64> {
+        match f.args.get(i) {
+            Some(Expr::Literal(datafusion::scalar::ScalarValue::Int64(Some(v)), _)) => Ok(*v),
+            _ => Err(Error::Internal("window bounds are not constants".into())),
+        }
+    };
+    let (slide, size, offset) = (constant(1)?, constant(2)?, constant(3)?);
+    let time = f.args[0].clone();
+    let input_schema = p.input.schema();
+    let time_type = time.get_type(input_schema)?;
+    let mut exprs = Vec::with_capacity(p.expr.len());
+    for (i, e) in p.expr.iter().enumerate() {
+        exprs.push(if i == column {
+            physical(state, &time, input_schema)?
+        } else {
+            physical(state, e, input_schema)?
+        });
+    }
+    // The projection's schema with the time where the list was.
+    let fields: Vec<Field> = p
+        .schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, fld)| {
+            if i == column {
+                Field::new(fld.name(), time_type.clone(), true)
+            } else {
+                fld.as_ref().clone()
+            }
+        })
+        .collect();
+    let with_time = Arc::new(Schema::new(fields));
+    let out_schema = Arc::new(u.schema.as_arrow().clone());
+    let node = lower_node(state, &p.input, inputs, options)?
+        .then(ProjectOperator::new(
+            exprs,
+            Arc::new(input_schema.as_arrow().clone()),
+            with_time,
+        ))
+        .then(WindowAssignOperator::new(
+            column,
+            slide,
+            size,
+            offset,
+            out_schema,
+            options.late.clone(),
+        ));
+    Ok(node)
+}
+
+fn lower_node(
+    state: &SessionState,
+    plan: &LogicalPlan,
+    inputs: &mut Vec<String>,
+    options: &LowerOptions,
+) -> Result<Node> {
     match plan {
         LogicalPlan::TableScan(scan) => {
             let name = scan.table_name.table().to_string();
@@ -169,6 +340,7 @@ fn lower_node(state: &SessionState, plan: &LogicalPlan, inputs: &mut Vec<String>
                     .collect();
                 node = node.then(ProjectOperator::new(
                     exprs,
+                    scan.source.schema(),
                     Arc::new(scan.projected_schema.as_arrow().clone()),
                 ));
             }
@@ -176,7 +348,7 @@ fn lower_node(state: &SessionState, plan: &LogicalPlan, inputs: &mut Vec<String>
         }
         LogicalPlan::Filter(f) if top_n_pattern(f).is_some() => {
             let (window, projection, limit) = top_n_pattern(f).expect("checked");
-            let mut node = lower_node(state, &window.input, inputs)?
+            let mut node = lower_node(state, &window.input, inputs, options)?
                 .then(lower_window_top_n(state, window, limit)?);
             if let Some(p) = projection {
                 node = node.then(project(state, p)?);
@@ -187,15 +359,15 @@ fn lower_node(state: &SessionState, plan: &LogicalPlan, inputs: &mut Vec<String>
                 f.input.schema(),
             )?)))
         }
-        LogicalPlan::Filter(f) => Ok(lower_node(state, &f.input, inputs)?.then(
+        LogicalPlan::Filter(f) => Ok(lower_node(state, &f.input, inputs, options)?.then(
             FilterOperator::new(physical(state, &f.predicate, f.input.schema())?),
         )),
         LogicalPlan::Projection(p) => {
-            Ok(lower_node(state, &p.input, inputs)?.then(project(state, p)?))
+            Ok(lower_node(state, &p.input, inputs, options)?.then(project(state, p)?))
         }
-        LogicalPlan::SubqueryAlias(a) => lower_node(state, &a.input, inputs),
+        LogicalPlan::SubqueryAlias(a) => lower_node(state, &a.input, inputs, options),
         LogicalPlan::Aggregate(agg) => {
-            Ok(lower_node(state, &agg.input, inputs)?.then(lower_aggregate(state, agg)?))
+            Ok(lower_node(state, &agg.input, inputs, options)?.then(lower_aggregate(state, agg)?))
         }
         LogicalPlan::Join(join) => {
             use datafusion::common::{JoinType, NullEquality};
@@ -219,8 +391,8 @@ fn lower_node(state: &SessionState, plan: &LogicalPlan, inputs: &mut Vec<String>
                     "an outer, semi or anti join with a non-equality condition",
                 ));
             }
-            let left = lower_node(state, &join.left, inputs)?;
-            let right = lower_node(state, &join.right, inputs)?;
+            let left = lower_node(state, &join.left, inputs, options)?;
+            let right = lower_node(state, &join.right, inputs, options)?;
             let (ls, rs) = (join.left.schema(), join.right.schema());
             let mut left_keys = Vec::new();
             let mut right_keys = Vec::new();
@@ -253,9 +425,9 @@ fn lower_node(state: &SessionState, plan: &LogicalPlan, inputs: &mut Vec<String>
             let first = children
                 .next()
                 .ok_or_else(|| Error::Internal("UNION without inputs".into()))?;
-            let mut node = lower_node(state, first, inputs)?;
+            let mut node = lower_node(state, first, inputs, options)?;
             for child in children {
-                let right = lower_node(state, child, inputs)?;
+                let right = lower_node(state, child, inputs, options)?;
                 node = Node::binary(node, right, Box::new(UnionOperator::new(schema.clone())));
             }
             Ok(node)
@@ -265,11 +437,13 @@ fn lower_node(state: &SessionState, plan: &LogicalPlan, inputs: &mut Vec<String>
         )),
         // A view is a set of rows: an ORDER BY without LIMIT changes nothing
         // (PostgreSQL accepts it in a view definition too).
-        LogicalPlan::Sort(sort) if sort.fetch.is_none() => lower_node(state, &sort.input, inputs),
+        LogicalPlan::Sort(sort) if sort.fetch.is_none() => {
+            lower_node(state, &sort.input, inputs, options)
+        }
         // ORDER BY … LIMIT n [OFFSET k]: a top-N over one partition.
         LogicalPlan::Sort(sort) => {
             let limit = sort.fetch.expect("fetch checked above");
-            lower_order_limit(state, sort, 0, limit, inputs)
+            lower_order_limit(state, sort, 0, limit, inputs, options)
         }
         LogicalPlan::Limit(limit) => {
             use datafusion::logical_expr::{FetchType, SkipType};
@@ -284,9 +458,10 @@ fn lower_node(state: &SessionState, plan: &LogicalPlan, inputs: &mut Vec<String>
             let Some(fetch) = fetch else {
                 return Err(unsupported("OFFSET without LIMIT"));
             };
-            lower_order_limit(state, sort, skip, skip + fetch, inputs)
+            lower_order_limit(state, sort, skip, skip + fetch, inputs, options)
         }
         LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT ON")),
+        LogicalPlan::Unnest(u) => lower_windows(state, u, inputs, options),
         LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
             Err(unsupported("a view without a base table"))
         }
@@ -373,6 +548,7 @@ fn lower_order_limit(
     skip: usize,
     limit: usize,
     inputs: &mut Vec<String>,
+    options: &LowerOptions,
 ) -> Result<Node> {
     let input_schema = sort.input.schema();
     let (order_by, order_types) = sort_keys(state, &sort.expr, input_schema)?;
@@ -390,7 +566,7 @@ fn lower_order_limit(
         },
         Arc::new(input_schema.as_arrow().clone()),
     )?;
-    Ok(lower_node(state, &sort.input, inputs)?.then(op))
+    Ok(lower_node(state, &sort.input, inputs, options)?.then(op))
 }
 
 type SortKeys = (

@@ -64,14 +64,40 @@ impl EpochToken {
 }
 
 /// Event time has reached `timestamp` in column `column` of the channel's
-/// schema: no later row will carry an earlier time. Nothing produces
-/// watermarks yet (the event-time work will: sources from their data,
-/// window operators consume them); views pass over them.
+/// schema: later rows should carry a value `>= timestamp` there; a row
+/// below it is *late* (it is still delivered; the operators that care —
+/// window assignment, closing aggregates — decide what late means for
+/// them). Sources with `WATERMARK FOR` send one into each feed right
+/// before each barrier; a view sends its output columns' watermarks to the
+/// views that read it, also right before the barrier. Operators act on
+/// them only at barriers, so the same epochs give the same results.
 #[derive(Debug, Clone)]
 pub struct Watermark {
     pub column: usize,
-    /// Microseconds since the Unix epoch.
+    /// Microseconds since the Unix epoch (UTC).
     pub timestamp: i64,
+}
+
+/// The watermark of one column inside a view's pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnWatermark {
+    /// Microseconds since the Unix epoch: later rows should carry a value
+    /// `>= micros` in the column.
+    pub micros: i64,
+    /// The column is a window bound (window_start / window_end of TUMBLE,
+    /// HOP or SESSION, or derived from one by adding a constant): an
+    /// aggregate grouped by it closes a group once the watermark passes
+    /// the group's value.
+    pub window: bool,
+}
+
+/// Per column of a schema, its watermark if it has one. Shorter than the
+/// schema means `None` for the missing columns.
+pub type Watermarks = Vec<Option<ColumnWatermark>>;
+
+/// The watermark of column `i`, if any.
+pub fn watermark_of(w: &[Option<ColumnWatermark>], i: usize) -> Option<ColumnWatermark> {
+    w.get(i).copied().flatten()
 }
 
 /// What travels on a channel.

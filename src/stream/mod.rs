@@ -28,11 +28,13 @@
 pub mod chunk;
 pub mod coordinator;
 pub mod dead_letters;
+pub mod event_time;
 pub mod exact;
 pub mod generator_source;
 pub mod graph;
 pub mod ingest;
 pub mod kafka_source;
+pub mod late_events;
 pub mod message;
 pub mod operator;
 pub mod ops;

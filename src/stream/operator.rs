@@ -8,7 +8,7 @@
 
 use crate::error::Result;
 use crate::stream::chunk::Chunk;
-use crate::stream::message::Epoch;
+use crate::stream::message::{ColumnWatermark, Epoch, Watermarks};
 
 /// One node of a view's pipeline.
 pub trait Operator: Send {
@@ -23,6 +23,31 @@ pub trait Operator: Send {
     /// checkpoints.
     fn on_barrier(&mut self, _epoch: Epoch, _out: &mut Vec<Chunk>) -> Result<()> {
         Ok(())
+    }
+
+    /// The watermarks of the output columns, given the input's (pure: also
+    /// used when planning, to know which columns of a view carry one).
+    /// Default: none (the operator makes no promise about its output's
+    /// times).
+    fn output_watermarks(&self, _input: &[Option<ColumnWatermark>]) -> Watermarks {
+        Vec::new()
+    }
+
+    /// The input's watermarks as of the barrier being processed; called
+    /// before `on_barrier`. Operators that close state keep them.
+    fn on_watermarks(&mut self, _input: &[Option<ColumnWatermark>]) {}
+
+    /// Planning: the input's (static) watermarks. An operator that can
+    /// close event-time windows on them (an aggregate grouped by a window
+    /// bound) sets itself up to — emitting each group once when it closes
+    /// if `emit_on_close` — and returns true.
+    fn plan_windows(
+        &mut self,
+        _input: &[Option<ColumnWatermark>],
+        _emit_on_close: bool,
+        _late: Option<crate::stream::late_events::LateSink>,
+    ) -> bool {
+        false
     }
 
     /// A data error the operator's current state makes its output raise
@@ -47,4 +72,14 @@ pub trait TwoInputOperator: Send {
     fn name(&self) -> &'static str;
 
     fn process(&mut self, side: JoinSide, chunk: Chunk, out: &mut Vec<Chunk>) -> Result<()>;
+
+    /// The output columns' watermarks given each input's (pure). Default:
+    /// none.
+    fn output_watermarks(
+        &self,
+        _left: &[Option<ColumnWatermark>],
+        _right: &[Option<ColumnWatermark>],
+    ) -> Watermarks {
+        Vec::new()
+    }
 }

@@ -42,7 +42,9 @@ use crate::storage::table::ViewCommit;
 use crate::stream::chunk::{Chunk, Op};
 use crate::stream::coordinator::EpochClock;
 use crate::stream::graph::{Node, NodeKind};
-use crate::stream::message::{Barrier, BarrierKind, Epoch, Message};
+use crate::stream::message::{
+    Barrier, BarrierKind, ColumnWatermark, Epoch, Message, Watermark, Watermarks,
+};
 use crate::stream::operator::{JoinSide, Operator};
 use crate::stream::ops::materialize::{MaterializeOperator, Publication, split};
 
@@ -482,26 +484,40 @@ fn push_node(
 }
 
 /// Ends an epoch for a subtree: children first (left, then right), then
-/// this node's operators, each flushing after what reached it.
-fn flush_node(node: &mut Node, epoch: Epoch, poison: &mut Poison) -> Result<Vec<Chunk>> {
-    let pending = match &mut node.kind {
-        NodeKind::Input(_) => Vec::new(),
+/// this node's operators, each flushing after what reached it. The
+/// inputs' watermarks (`watermarks`, by input) go up the tree with it:
+/// each operator gets its input's before it flushes, and the subtree's
+/// output watermarks come back with its output.
+fn flush_node(
+    node: &mut Node,
+    epoch: Epoch,
+    poison: &mut Poison,
+    watermarks: &[Watermarks],
+) -> Result<(Vec<Chunk>, Watermarks)> {
+    let (pending, mut w) = match &mut node.kind {
+        NodeKind::Input(i) => (Vec::new(), watermarks.get(*i).cloned().unwrap_or_default()),
         NodeKind::Binary { left, right, op } => {
             let mut out = Vec::new();
-            for c in flush_node(left, epoch, poison)? {
+            let (chunks, lw) = flush_node(left, epoch, poison, watermarks)?;
+            for c in chunks {
                 isolate(c, &mut out, poison, |c, out| {
                     op.process(JoinSide::Left, c, out)
                 })?;
             }
-            for c in flush_node(right, epoch, poison)? {
+            let (chunks, rw) = flush_node(right, epoch, poison, watermarks)?;
+            for c in chunks {
                 isolate(c, &mut out, poison, |c, out| {
                     op.process(JoinSide::Right, c, out)
                 })?;
             }
-            out
+            (out, op.output_watermarks(&lw, &rw))
         }
     };
-    run_barrier(&mut node.ops, pending, epoch, poison)
+    for op in node.ops.iter_mut() {
+        op.on_watermarks(&w);
+        w = op.output_watermarks(&w);
+    }
+    Ok((run_barrier(&mut node.ops, pending, epoch, poison)?, w))
 }
 
 /// The first data error an operator of the tree holds in its state (an
@@ -536,6 +552,8 @@ pub struct ViewTask {
     pub rebuild: Option<mpsc::UnboundedSender<String>>,
     /// A fault to inject (tests only).
     pub fault: Fault,
+    /// Per input, its columns' watermarks as last received.
+    pub watermarks: Vec<Watermarks>,
 }
 
 /// A fault injected into a view for tests (`STREAMLAKE_FAULTS=view-panic:<view>`,
@@ -671,9 +689,22 @@ impl ViewTask {
     ) -> Result<()> {
         match msg {
             Message::Chunk(c) => self.input(i, vec![c]).await,
-            // Nothing produces watermarks yet; event-time operators will
-            // consume them.
-            Message::Watermark(_) => Ok(()),
+            // Kept until the barrier: operators act on watermarks there.
+            Message::Watermark(w) => {
+                if self.watermarks.len() <= i {
+                    self.watermarks.resize(i + 1, Vec::new());
+                }
+                let columns = &mut self.watermarks[i];
+                if columns.len() <= w.column {
+                    columns.resize(w.column + 1, None);
+                }
+                let micros = columns[w.column].map_or(w.timestamp, |c| c.micros.max(w.timestamp));
+                columns[w.column] = Some(ColumnWatermark {
+                    micros,
+                    window: false,
+                });
+                Ok(())
+            }
             Message::Barrier(b) if b.epoch <= self.start_epoch => Ok(()),
             Message::Barrier(b) => {
                 held[i] = Some(b);
@@ -754,9 +785,10 @@ impl ViewTask {
     async fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         let epoch = barrier.epoch;
         let (root, poison, fault) = (&mut self.root, &mut self.poison, &mut self.fault);
-        let out = guarded(|| {
+        let watermarks = &self.watermarks;
+        let (out, output_watermarks) = guarded(|| {
             fault.at_barrier();
-            flush_node(root, epoch, poison)
+            flush_node(root, epoch, poison, watermarks)
         })?;
         self.emit(out).await?;
         let data_error = self.poison.first().or_else(|| node_data_error(&self.root));
@@ -774,6 +806,20 @@ impl ViewTask {
             },
         };
         self.contents.publish(epoch, change.as_ref(), data_error)?;
+        // The output's watermarks go to the views reading this one, before
+        // the barrier, as a source's do.
+        for (column, w) in output_watermarks.iter().enumerate() {
+            if let Some(w) = w {
+                send_all(
+                    &mut self.downstream,
+                    Message::Watermark(Watermark {
+                        column,
+                        timestamp: w.micros,
+                    }),
+                )
+                .await;
+            }
+        }
         // Pass the epoch on; our copy of its token drops with `barrier`.
         send_all(&mut self.downstream, Message::Barrier(barrier)).await;
         Ok(())
@@ -822,6 +868,9 @@ async fn send_all(feeds: &mut Vec<mpsc::Sender<Message>>, msg: Message) {
 pub struct ViewTable {
     pub name: String,
     pub definition: String,
+    /// Which output columns carry a watermark (planning placeholders),
+    /// for views defined over this one.
+    pub watermarks: Watermarks,
     pub contents: Arc<ViewContents>,
     /// Where downstream views subscribe.
     pub control: mpsc::Sender<Control>,

@@ -13,6 +13,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::{Error, Result};
 use crate::stream::chunk::{Chunk, Op};
+use crate::stream::message::{ColumnWatermark, Watermarks};
 use crate::stream::operator::Operator;
 
 pub struct FilterOperator {
@@ -28,6 +29,10 @@ impl FilterOperator {
 impl Operator for FilterOperator {
     fn name(&self) -> &'static str {
         "filter"
+    }
+
+    fn output_watermarks(&self, input: &[Option<ColumnWatermark>]) -> Watermarks {
+        input.to_vec()
     }
 
     fn process(&mut self, chunk: Chunk, out: &mut Vec<Chunk>) -> Result<()> {

@@ -20,6 +20,16 @@
 //! many times in an epoch emits one update. A global aggregate (no GROUP BY)
 //! always has exactly one row, even over empty input.
 //!
+//! Windows: when a group key is a window bound (window_start or
+//! window_end of TUMBLE/HOP, see [`crate::stream::message::ColumnWatermark`]),
+//! a group whose bound is below that column's watermark at a barrier is
+//! closed: its state is released (the row it emitted stays in the view),
+//! and a later row for it is late — left out and recorded in
+//! streamlake.late_events. With EMIT ON WINDOW CLOSE a group emits
+//! nothing while open and one insert, final, when it closes: the output is
+//! append-only. Open groups are indexed by their bound, so closing costs
+//! the groups closed, not all groups.
+//!
 //! `FILTER (WHERE …)` masks the rows an aggregate sees; `DISTINCT` keeps a
 //! counted set of the argument values per group and passes a value on only
 //! when its count goes from 0 to 1 (or back), so the accumulator behind it
@@ -42,7 +52,9 @@ use datafusion::scalar::ScalarValue;
 use crate::error::{Error, Result};
 use crate::stream::chunk::{Chunk, Op};
 use crate::stream::exact::{NumState, NumericAgg, NumericFunc, NumericInput, Spread};
-use crate::stream::message::Epoch;
+use crate::stream::event_time::{micros_array, scalar_micros};
+use crate::stream::late_events::{LateEvent, LateSink, row_json};
+use crate::stream::message::{ColumnWatermark, Epoch, Watermarks, watermark_of};
 use crate::stream::operator::Operator;
 
 /// The aggregate functions maintained incrementally.
@@ -151,6 +163,28 @@ pub struct HashAggOperator {
     /// Groups whose value raises a data error (a sum past 38 digits): no
     /// row is shown for them, and the view reports the error.
     poisoned: BTreeMap<usize, (&'static str, String)>,
+    /// Event-time windows, when a group key is a window bound.
+    windows: Option<Windows>,
+    /// Ids of released groups, reused by new ones.
+    free: Vec<usize>,
+}
+
+/// The window side of an aggregate grouped by a window bound.
+struct Windows {
+    /// Position of the window-bound column among the group keys.
+    key: usize,
+    /// The input column it is (the watermark to follow).
+    column: usize,
+    /// Emit each group once, when it closes (EMIT ON WINDOW CLOSE).
+    emit_on_close: bool,
+    /// Groups whose bound is below this are closed.
+    close_below: Option<i64>,
+    /// Open groups by their bound (microseconds).
+    open: BTreeMap<i64, Vec<usize>>,
+    late: Option<LateSink>,
+    /// Closed groups whose final value raised a data error (EOWC), for
+    /// the view to report; keyed apart from live group ids.
+    failed: u64,
 }
 
 impl HashAggOperator {
@@ -226,12 +260,116 @@ impl HashAggOperator {
             groups: Vec::new(),
             dirty: Vec::new(),
             poisoned: BTreeMap::new(),
+            windows: None,
+            free: Vec::new(),
         };
         if op.group_exprs.is_empty() {
             // The one group of a global aggregate exists from the start.
             op.new_group(Box::from(&[][..]), Vec::new());
         }
         Ok(op)
+    }
+
+    /// Group key `key` (input column `column`) is a window bound: close
+    /// groups behind its watermark; with `emit_on_close`, emit each group
+    /// once, when it closes. Returns false (and changes nothing) when that
+    /// key is not a plain input column.
+    pub fn with_windows(
+        &mut self,
+        key: usize,
+        emit_on_close: bool,
+        late: Option<LateSink>,
+    ) -> bool {
+        let Some(column) = self.key_column(key) else {
+            return false;
+        };
+        self.windows = Some(Windows {
+            key,
+            column,
+            emit_on_close,
+            close_below: None,
+            open: BTreeMap::new(),
+            late,
+            failed: 0,
+        });
+        true
+    }
+
+    /// The input column group key `k` reads, if it is a plain column.
+    pub fn key_column(&self, k: usize) -> Option<usize> {
+        self.group_exprs.get(k).and_then(|e| {
+            e.as_any()
+                .downcast_ref::<datafusion::physical_expr::expressions::Column>()
+                .map(|c| c.index())
+        })
+    }
+
+    /// Group keys that are window bounds, given the input's watermarks.
+    pub fn window_keys(&self, input: &[Option<ColumnWatermark>]) -> Vec<usize> {
+        (0..self.group_exprs.len())
+            .filter(|&k| {
+                self.key_column(k)
+                    .and_then(|c| watermark_of(input, c))
+                    .is_some_and(|w| w.window)
+            })
+            .collect()
+    }
+
+    /// Releases the groups whose window closed (EOWC: emitting them first).
+    fn close_windows(&mut self, rows: &mut Vec<Vec<ScalarValue>>, ops: &mut Vec<Op>) -> Result<()> {
+        let Some(w) = &mut self.windows else {
+            return Ok(());
+        };
+        let Some(bound) = w.close_below else {
+            return Ok(());
+        };
+        let still_open = w.open.split_off(&bound);
+        let closed: Vec<usize> = std::mem::replace(&mut w.open, still_open)
+            .into_values()
+            .flatten()
+            .collect();
+        if closed.is_empty() {
+            return Ok(());
+        }
+        let emit = w.emit_on_close;
+        let mut released_keys: Vec<Vec<ScalarValue>> = Vec::with_capacity(closed.len());
+        for gid in closed {
+            if emit {
+                match self.output_row(&self.groups[gid]) {
+                    Ok(Some(row)) => {
+                        rows.push(row);
+                        ops.push(Op::Insert);
+                    }
+                    Ok(None) => {}
+                    Err(e) if e.sqlstate().starts_with("22") => {
+                        let w = self.windows.as_mut().expect("windows");
+                        w.failed += 1;
+                        let (code, message) = crate::error::sqlstate_of(&e);
+                        self.poisoned
+                            .insert(usize::MAX - w.failed as usize, (code, message));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            self.poisoned.remove(&gid);
+            let g = &mut self.groups[gid];
+            released_keys.push(std::mem::take(&mut g.key));
+            g.accs = Vec::new();
+            g.seen = Vec::new();
+            g.emitted = None;
+            g.rows = 0;
+            g.dirty = false;
+            self.free.push(gid);
+        }
+        // Forget the released keys: encode them back to the index's form.
+        let columns = (0..self.group_exprs.len())
+            .map(|c| ScalarValue::iter_to_array(released_keys.iter().map(|k| k[c].clone())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let encoded = self.key_converter.convert_columns(&columns)?;
+        for r in encoded.iter() {
+            self.index.remove(r.as_ref());
+        }
+        Ok(())
     }
 
     fn new_group(&mut self, key_bytes: Box<[u8]>, key: Vec<ScalarValue>) -> usize {
@@ -252,8 +390,13 @@ impl HashAggOperator {
             .iter()
             .map(|d| d.as_ref().map(|_| HashMap::default()))
             .collect();
-        let id = self.groups.len();
-        self.groups.push(Group {
+        if let Some(w) = &mut self.windows
+            && let Some(bound) = key.get(w.key).and_then(scalar_micros)
+        {
+            let id = self.free.last().copied().unwrap_or(self.groups.len());
+            w.open.entry(bound).or_default().push(id);
+        }
+        let group = Group {
             key,
             rows: 0,
             accs,
@@ -261,7 +404,17 @@ impl HashAggOperator {
             emitted: None,
             // A global aggregate emits its row at the first barrier.
             dirty: true,
-        });
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.groups[id] = group;
+                id
+            }
+            None => {
+                self.groups.push(group);
+                self.groups.len() - 1
+            }
+        };
         self.dirty.push(id);
         self.index.insert(key_bytes, id);
         id
@@ -478,7 +631,34 @@ impl Operator for HashAggOperator {
             args.push(arg);
             encoded.push(enc);
         }
+        // Rows for windows that closed: late, left out (the window
+        // assignment below the aggregate catches them first; this is for
+        // other paths, e.g. a retraction arriving after the close).
+        let closed_below = match &self.windows {
+            Some(w) => match w.close_below {
+                Some(bound) => Some((micros_array(&keys[w.key])?, bound)),
+                None => None,
+            },
+            None => None,
+        };
         for (row_idx, op) in chunk.ops.iter().enumerate().take(n) {
+            if let Some((bounds, below)) = &closed_below
+                && bounds.is_valid(row_idx)
+                && bounds.value(row_idx) < *below
+            {
+                if op.weight() > 0
+                    && let Some(sink) = self.windows.as_ref().and_then(|w| w.late.as_ref())
+                {
+                    sink(LateEvent {
+                        event_time: None,
+                        watermark: *below,
+                        window_start: None,
+                        window_end: None,
+                        row: row_json(batch, row_idx),
+                    });
+                }
+                continue;
+            }
             let w = op.weight();
             let gid = match &rows {
                 None => 0,
@@ -608,14 +788,48 @@ impl Operator for HashAggOperator {
         Ok(())
     }
 
-    fn on_barrier(&mut self, _epoch: Epoch, out: &mut Vec<Chunk>) -> Result<()> {
-        if self.dirty.is_empty() {
-            return Ok(());
+    /// Group keys that are plain input columns keep their watermarks.
+    fn output_watermarks(&self, input: &[Option<ColumnWatermark>]) -> Watermarks {
+        (0..self.schema.fields().len())
+            .map(|k| {
+                self.key_column(k)
+                    .filter(|_| k < self.group_exprs.len())
+                    .and_then(|c| watermark_of(input, c))
+            })
+            .collect()
+    }
+
+    fn plan_windows(
+        &mut self,
+        input: &[Option<ColumnWatermark>],
+        emit_on_close: bool,
+        late: Option<LateSink>,
+    ) -> bool {
+        match self.window_keys(input).first() {
+            Some(&k) => self.with_windows(k, emit_on_close, late),
+            None => false,
         }
+    }
+
+    fn on_watermarks(&mut self, input: &[Option<ColumnWatermark>]) {
+        if let Some(w) = &mut self.windows
+            && let Some(t) = watermark_of(input, w.column)
+        {
+            w.close_below = Some(w.close_below.map_or(t.micros, |b| b.max(t.micros)));
+        }
+    }
+
+    fn on_barrier(&mut self, _epoch: Epoch, out: &mut Vec<Chunk>) -> Result<()> {
         let mut rows: Vec<Vec<ScalarValue>> = Vec::new();
         let mut ops: Vec<Op> = Vec::new();
         let dirty = std::mem::take(&mut self.dirty);
+        let emit_on_close = self.windows.as_ref().is_some_and(|w| w.emit_on_close);
         for gid in dirty {
+            if emit_on_close {
+                // Emitted once, when its window closes.
+                self.groups[gid].dirty = false;
+                continue;
+            }
             let new = match self.output_row(&self.groups[gid]) {
                 Ok(row) => {
                     self.poisoned.remove(&gid);
@@ -652,6 +866,7 @@ impl Operator for HashAggOperator {
                 }
             }
         }
+        self.close_windows(&mut rows, &mut ops)?;
         if rows.is_empty() {
             return Ok(());
         }

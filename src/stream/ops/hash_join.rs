@@ -25,6 +25,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::Result;
 use crate::stream::chunk::{Chunk, Op};
+use crate::stream::message::{ColumnWatermark, Watermarks, watermark_of};
 use crate::stream::operator::{JoinSide, TwoInputOperator};
 
 /// Which rows without a match are kept, NULL-extended; or, for semi and
@@ -97,6 +98,8 @@ pub struct HashJoinOperator {
     left: Side,
     right: Side,
     schema: SchemaRef,
+    /// Columns of the left input (the right's follow them in the output).
+    left_width: usize,
 }
 
 /// One output row before decoding: the two sides' encodings and a weight.
@@ -124,6 +127,7 @@ impl HashJoinOperator {
             left: Side::new(left_keys, left_schema)?,
             right: Side::new(right_keys, right_schema)?,
             schema,
+            left_width: left_schema.fields().len(),
         })
     }
 
@@ -272,6 +276,34 @@ fn bump(state: &mut HashMap<Box<[u8]>, RowCounts>, key: &[u8], row: &[u8], w: i6
 impl TwoInputOperator for HashJoinOperator {
     fn name(&self) -> &'static str {
         "hash_join"
+    }
+
+    /// Each side's columns keep their watermarks where that side's rows
+    /// are the output's rows: both sides of an inner join, the preserved
+    /// side of an outer one (its NULL-extended rows still carry its
+    /// times), the left of semi and anti joins.
+    fn output_watermarks(
+        &self,
+        left: &[Option<ColumnWatermark>],
+        right: &[Option<ColumnWatermark>],
+    ) -> Watermarks {
+        let (keep_left, keep_right) = match self.kind {
+            JoinKind::Inner => (true, true),
+            JoinKind::Left | JoinKind::Semi | JoinKind::Anti => (true, false),
+            JoinKind::Right => (false, true),
+            JoinKind::Full => (false, false),
+        };
+        let mut out: Watermarks = vec![None; self.schema.fields().len()];
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = if i < self.left_width {
+                keep_left.then(|| watermark_of(left, i)).flatten()
+            } else {
+                keep_right
+                    .then(|| watermark_of(right, i - self.left_width))
+                    .flatten()
+            };
+        }
+        out
     }
 
     fn process(&mut self, side: JoinSide, chunk: Chunk, out: &mut Vec<Chunk>) -> Result<()> {

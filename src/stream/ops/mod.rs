@@ -7,3 +7,4 @@ pub mod materialize;
 pub mod project;
 pub mod top_n;
 pub mod union;
+pub mod window_assign;

@@ -29,6 +29,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::error::Result;
 use crate::stream::chunk::{Chunk, Op};
 use crate::stream::message::Epoch;
+use crate::stream::message::{ColumnWatermark, Watermarks};
 use crate::stream::operator::Operator;
 
 /// A row's place in its partition: (encoded sort key, encoded row).
@@ -125,6 +126,13 @@ impl TopNOperator {
 impl Operator for TopNOperator {
     fn name(&self) -> &'static str {
         "top_n"
+    }
+
+    /// Its rows are input rows (plus a number): the input columns keep
+    /// their watermarks. A row that enters the top N late (it displaced
+    /// one) is late downstream too.
+    fn output_watermarks(&self, input: &[Option<ColumnWatermark>]) -> Watermarks {
+        input.to_vec()
     }
 
     fn process(&mut self, chunk: Chunk, _out: &mut Vec<Chunk>) -> Result<()> {

@@ -6,6 +6,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::error::Result;
 use crate::stream::chunk::Chunk;
+use crate::stream::message::{ColumnWatermark, Watermarks, watermark_of};
 use crate::stream::operator::{JoinSide, TwoInputOperator};
 
 pub struct UnionOperator {
@@ -21,6 +22,24 @@ impl UnionOperator {
 impl TwoInputOperator for UnionOperator {
     fn name(&self) -> &'static str {
         "union"
+    }
+
+    /// The minimum of the inputs' watermarks, per column; an input without
+    /// one holds the column's back entirely.
+    fn output_watermarks(
+        &self,
+        left: &[Option<ColumnWatermark>],
+        right: &[Option<ColumnWatermark>],
+    ) -> Watermarks {
+        (0..self.schema.fields().len())
+            .map(|i| match (watermark_of(left, i), watermark_of(right, i)) {
+                (Some(l), Some(r)) => Some(ColumnWatermark {
+                    micros: l.micros.min(r.micros),
+                    window: l.window && r.window,
+                }),
+                _ => None,
+            })
+            .collect()
     }
 
     fn process(&mut self, _side: JoinSide, chunk: Chunk, out: &mut Vec<Chunk>) -> Result<()> {
