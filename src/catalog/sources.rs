@@ -19,6 +19,7 @@ use crate::catalog::system::ReaderEntry;
 use crate::connector::decode::{Encoding, JSONB, TYPE_METADATA_KEY};
 use crate::connector::kafka::options::KafkaOptions;
 use crate::connector::kafka::{SourceSpec, resolve_start};
+use crate::connector::watermark::WatermarkSpec;
 use crate::error::{Error, Result};
 use crate::sql::source_ddl::{IncludeKind, SourceDef};
 use crate::storage::table::{LakeTable, WRITTEN_BY_PROPERTY};
@@ -147,13 +148,20 @@ fn spec_of(def: &SourceDef) -> Result<SourceSpec> {
             }
         })
         .collect();
+    let schema = Arc::new(ArrowSchema::new(fields));
+    let watermark = def
+        .watermark
+        .as_ref()
+        .map(|(column, expr)| WatermarkSpec::of(column, expr, &schema))
+        .transpose()?;
     Ok(SourceSpec {
         name: def.name().to_string(),
         options,
-        schema: Arc::new(ArrowSchema::new(fields)),
+        schema,
         payload: def.table.schema.as_struct().fields().len(),
         includes: def.includes.iter().map(|i| i.kind.clone()).collect(),
         encoding,
+        watermark,
     })
 }
 
