@@ -182,6 +182,21 @@ fn generator_of(def: &SourceDef) -> Result<MakeGenerator> {
     Ok(make)
 }
 
+/// A generator source's `WATERMARK FOR` (against its declared columns, the
+/// rows it produces) and idle timeout.
+fn generator_watermark(def: &SourceDef) -> Result<(Option<WatermarkSpec>, std::time::Duration)> {
+    let schema = iceberg::arrow::schema_to_arrow_schema(&def.table.schema)?;
+    let watermark = def
+        .watermark
+        .as_ref()
+        .map(|(column, expr)| WatermarkSpec::of(column, expr, &schema))
+        .transpose()?;
+    Ok((
+        watermark,
+        crate::connector::watermark::idle_timeout(&def.options)?,
+    ))
+}
+
 fn offsets_json(o: &BTreeMap<i32, i64>) -> String {
     serde_json::to_string(o).expect("plain map")
 }
@@ -275,6 +290,7 @@ impl super::Lake {
             ));
         }
         let make = generator_of(def)?;
+        generator_watermark(def)?;
         let _guard = self.ddl.lock().await;
         if self.public.table_exist_any(def.name()) || self.is_broken_view(def.name()) {
             if def.if_not_exists {
@@ -295,7 +311,13 @@ impl super::Lake {
 
     fn start_generator(&self, def: &SourceDef, sql: &str, make: MakeGenerator) -> Result<()> {
         let name = def.name().to_string();
-        let source = Arc::new(GeneratorSource::start(&name, make)?);
+        let (watermark, idle_timeout) = generator_watermark(def)?;
+        let source = Arc::new(GeneratorSource::start(
+            &name,
+            make,
+            watermark,
+            idle_timeout,
+        )?);
         self.coordinator
             .add_source(&name, source.clone() as Arc<dyn Source>);
         self.public.add_source(

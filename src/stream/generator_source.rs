@@ -8,6 +8,12 @@
 //! feed lock, so the two meet exactly) — the same shape as a Kafka source,
 //! with positions instead of offsets. The producer runs only while some
 //! view reads the source, at the generator's rate.
+//!
+//! With `WATERMARK FOR`, the generator is one partition to the
+//! [`WatermarkTracker`]: its watermark is the largest event time produced
+//! minus the delay, sent before each barrier; once a bounded generator has
+//! produced everything it is caught up, so after `watermark.idle_timeout`
+//! it advances with the wall clock like any quiet source.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -20,9 +26,10 @@ use futures::StreamExt;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::connector::generator::Generator;
+use crate::connector::watermark::{WatermarkSpec, WatermarkTracker};
 use crate::error::Result;
 use crate::stream::chunk::{Chunk, Op};
-use crate::stream::message::{Barrier, Message};
+use crate::stream::message::{Barrier, Message, Watermark};
 use crate::stream::source::Source;
 use crate::stream::view::Subscription;
 
@@ -44,6 +51,10 @@ pub struct GeneratorSource {
 
 struct Feeds {
     state: Mutex<Vec<mpsc::Sender<Message>>>,
+    /// `WATERMARK FOR` (None: the source sends no watermarks).
+    watermark: Option<WatermarkSpec>,
+    /// Changed under `state`, after the rows it saw are in the feeds.
+    tracker: std::sync::Mutex<WatermarkTracker>,
     count: AtomicUsize,
     /// Rows in the feeds so far (changed under `state`).
     position: AtomicU64,
@@ -63,11 +74,21 @@ impl Feeds {
 }
 
 impl GeneratorSource {
-    pub fn start(name: &str, make: MakeGenerator) -> Result<GeneratorSource> {
+    pub fn start(
+        name: &str,
+        make: MakeGenerator,
+        watermark: Option<WatermarkSpec>,
+        idle_timeout: Duration,
+    ) -> Result<GeneratorSource> {
         let generator = make()?;
         let schema = generator.schema();
+        let mut tracker =
+            WatermarkTracker::new(name, watermark.as_ref().map(|w| w.delay_us), idle_timeout);
+        tracker.add_partition(0);
         let feeds = Arc::new(Feeds {
             state: Mutex::new(Vec::new()),
+            watermark,
+            tracker: std::sync::Mutex::new(tracker),
             count: AtomicUsize::new(0),
             position: AtomicU64::new(0),
         });
@@ -157,11 +178,20 @@ fn produce(
             want = ((due - position) as usize).min(BATCH_ROWS);
         }
         let Some(batch) = generator.next_batch(want) else {
-            // Exhausted: nothing more, ever.
+            // Exhausted: nothing more, ever (caught up, for idleness).
+            feeds
+                .tracker
+                .lock()
+                .expect("watermark lock")
+                .set_caught_up(0, true);
             std::thread::sleep(Duration::from_millis(50));
             continue;
         };
         let rows = batch.num_rows() as u64;
+        let max_event = feeds
+            .watermark
+            .as_ref()
+            .and_then(|w| w.max_event_time(&batch, 0, batch.num_rows()));
         runtime.block_on(async {
             let mut senders = feeds.state.lock().await;
             feeds
@@ -171,6 +201,12 @@ fn produce(
                 )
                 .await;
             feeds.position.fetch_add(rows, Ordering::SeqCst);
+            // After the rows, under the feed lock: never ahead of them.
+            feeds
+                .tracker
+                .lock()
+                .expect("watermark lock")
+                .observe(0, max_event, Instant::now());
         });
     }
 }
@@ -200,6 +236,27 @@ impl Source for GeneratorSource {
         let mut senders = self.feeds.state.lock().await;
         if senders.is_empty() {
             return;
+        }
+        // As for Kafka sources: before the barrier, into every feed; this
+        // is the value a checkpoint would persist per epoch for replays.
+        if let Some(w) = &self.feeds.watermark {
+            let value = self
+                .feeds
+                .tracker
+                .lock()
+                .expect("watermark lock")
+                .current(Instant::now());
+            if let Some(timestamp) = value {
+                self.feeds
+                    .send(
+                        &mut senders,
+                        Message::Watermark(Watermark {
+                            column: w.column,
+                            timestamp,
+                        }),
+                    )
+                    .await;
+            }
         }
         self.feeds
             .send(&mut senders, Message::Barrier(barrier.clone()))
