@@ -173,7 +173,22 @@ impl ConnectorIngest {
         if state.failed {
             return Ok(());
         }
+        // Under the staging lock: the watermark of exactly the rows this
+        // checkpoint commits (the views see them, and it, after the commit).
+        let watermark = self.spec.watermark.as_ref().and_then(|w| {
+            let now = std::time::Instant::now();
+            self.status
+                .watermark
+                .lock()
+                .expect("watermark lock")
+                .current(now)
+                .map(|ts| (w.column, ts))
+        });
         if state.positions == state.committed && state.writer.is_none() {
+            // Nothing new, but a quiet source's watermark still moves.
+            if let Some((column, ts)) = watermark {
+                self.sink.table.report_watermark(column, ts);
+            }
             return Ok(());
         }
         self.sink.dead_letters.commit().await?;
@@ -188,6 +203,9 @@ impl ConnectorIngest {
             .commit_staged(files, HashMap::from([(offsets_key(), offsets)]))
             .await?;
         state.committed = state.positions.clone();
+        if let Some((column, ts)) = watermark {
+            self.sink.table.report_watermark(column, ts);
+        }
         *self.status.committed.lock().expect("status lock") = Some(state.committed.clone());
         drop(state);
         if let Ok(consumer) = self.consumer() {

@@ -29,7 +29,7 @@ use tokio::sync::{Mutex, mpsc};
 use crate::error::Result;
 use crate::storage::table::{CommitObserver, CommitReport, LakeTable};
 use crate::stream::chunk::{Chunk, Op};
-use crate::stream::message::{Barrier, Message};
+use crate::stream::message::{Barrier, Message, Watermark};
 use crate::stream::view::Subscription;
 
 /// Capacity of each feed, in messages: a subscriber this far behind makes
@@ -75,6 +75,9 @@ struct Feeds {
     /// How many feeds are open (read without the lock, to decide whether a
     /// statement needs to keep its rows at all).
     count: std::sync::atomic::AtomicUsize,
+    /// The watermark of the rows committed so far (connector tables with
+    /// `WATERMARK FOR`), sent before every barrier.
+    watermark: std::sync::Mutex<Option<Watermark>>,
 }
 
 impl Feeds {
@@ -149,6 +152,14 @@ impl CommitObserver for Feeds {
             }
         }
     }
+
+    fn watermark(&self, column: usize, timestamp: i64) {
+        let mut w = self.watermark.lock().expect("watermark lock");
+        // Never back (the ingest's tracker does not go back either).
+        if w.as_ref().is_none_or(|w| w.timestamp < timestamp) {
+            *w = Some(Watermark { column, timestamp });
+        }
+    }
 }
 
 impl TableSource {
@@ -208,8 +219,15 @@ impl Source for TableSource {
     }
 
     async fn inject(&self, barrier: &Barrier) {
-        self.feeds
-            .send(vec![Message::Barrier(barrier.clone())])
-            .await;
+        // A connector table's watermark is set after the commit whose rows
+        // it covers has been sent: reading it here, before the barrier,
+        // places it after those rows. A feed subscribed since gets it too.
+        let watermark = self.feeds.watermark.lock().expect("watermark lock").clone();
+        let mut messages = Vec::with_capacity(2);
+        if let Some(w) = watermark {
+            messages.push(Message::Watermark(w));
+        }
+        messages.push(Message::Barrier(barrier.clone()));
+        self.feeds.send(messages).await;
     }
 }
