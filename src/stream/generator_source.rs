@@ -273,3 +273,77 @@ impl Source for GeneratorSource {
         self.feeds.count.store(0, Ordering::SeqCst);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connector::watermark::WatermarkSpec;
+    use crate::stream::message::BarrierKind;
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{
+        DataType, Field, Schema, TimeUnit, TimestampMicrosecondType,
+    };
+    use std::collections::BTreeMap;
+
+    /// A bounded datagen source with `WATERMARK FOR ts AS ts - INTERVAL
+    /// '1 minute'`: every feed gets the largest event time minus the delay,
+    /// after the rows and right before the barrier.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_watermark_goes_into_the_feed_right_before_the_barrier() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                true,
+            ),
+        ]));
+        let options: BTreeMap<String, String> = [
+            ("connector", "datagen"),
+            ("fields.id.kind", "sequence"),
+            ("fields.id.start", "1"),
+            ("fields.id.end", "500"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let make: MakeGenerator = {
+            let schema = schema.clone();
+            Arc::new(move || crate::connector::generator::datagen(&options, schema.clone()))
+        };
+        let spec = WatermarkSpec::of("ts", "ts - INTERVAL '1 minute'", &schema).unwrap();
+        let source =
+            GeneratorSource::start("g", make, Some(spec), Duration::from_secs(30)).unwrap();
+        let (_backfill, mut feed) = source.subscribe().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while source.position() < 500 {
+            assert!(Instant::now() < deadline, "the generator did not finish");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        source
+            .inject(&Barrier {
+                epoch: 1,
+                kind: BarrierKind::Epoch,
+                token: None,
+            })
+            .await;
+        let mut max = i64::MIN;
+        let mut rows = 0;
+        let watermark = loop {
+            match feed.recv().await.expect("feed open") {
+                Message::Chunk(c) => {
+                    let ts = c.batch.column(1).as_primitive::<TimestampMicrosecondType>();
+                    rows += ts.len();
+                    max = max.max(datafusion::arrow::compute::max(ts).unwrap());
+                }
+                Message::Watermark(w) => break w,
+                Message::Barrier(_) => panic!("a barrier before the watermark"),
+            }
+        };
+        assert_eq!(rows, 500);
+        assert_eq!(watermark.column, 1);
+        assert_eq!(watermark.timestamp, max - 60_000_000);
+        assert!(matches!(feed.recv().await, Some(Message::Barrier(b)) if b.epoch == 1));
+        source.stop().await;
+    }
+}
