@@ -68,7 +68,10 @@ impl Readers {
                     .map(|p| {
                         (
                             *p,
-                            (tracker.partition_watermark(*p), tracker.is_idle(*p, now)),
+                            (
+                                tracker.partition_watermark_at(*p, now),
+                                tracker.is_idle(*p, now),
+                            ),
                         )
                     })
                     .collect()

@@ -273,6 +273,26 @@ impl WatermarkTracker {
         Some(max.saturating_sub(delay))
     }
 
+    /// The partition's watermark as `streamlake.source_partitions` shows it
+    /// at `now`: its own, and when the whole source is quiet (every
+    /// partition idle), advanced by the wall-clock time since the last
+    /// record, as the source's is (which is then the largest of these).
+    pub fn partition_watermark_at(&self, partition: i32, now: Instant) -> Option<i64> {
+        let own = self.partition_watermark(partition)?;
+        Some(own.saturating_add(self.quiet_advance(now).unwrap_or(0)))
+    }
+
+    /// Microseconds since the last record, if every partition is idle.
+    fn quiet_advance(&self, now: Instant) -> Option<i64> {
+        if self.partitions.is_empty() || !self.partitions.values().all(|p| self.idle(p, now)) {
+            return None;
+        }
+        Some(
+            self.last_record
+                .map_or(0, |t| now.saturating_duration_since(t).as_micros() as i64),
+        )
+    }
+
     /// Caught up, and no record for the idle timeout (or never one).
     pub fn is_idle(&self, partition: i32, now: Instant) -> bool {
         self.partitions
@@ -344,10 +364,7 @@ impl WatermarkTracker {
         // move with the wall clock since the last record, so the windows
         // the last records opened still close.
         let base = watermarks(true).flatten().max()?;
-        let quiet = self
-            .last_record
-            .map_or(0, |t| now.saturating_duration_since(t).as_micros() as i64);
-        Some(base.saturating_add(quiet))
+        Some(base.saturating_add(self.quiet_advance(now).unwrap_or(0)))
     }
 }
 
@@ -488,6 +505,9 @@ mod tests {
             t.current(at + Duration::from_secs(60)),
             Some(95 * MIN + 120_000_000)
         );
+        // Each partition's shown watermark moves by the same amount.
+        assert_eq!(t.partition_watermark_at(1, at), Some(45 * MIN + 60_000_000));
+        assert_eq!(t.partition_watermark(1), Some(45 * MIN));
     }
 
     #[test]
