@@ -164,19 +164,9 @@ fn parse_duration(raw: &str) -> Option<Duration> {
         Some(p) if p.eq_ignore_ascii_case("interval") => text[8..].trim().trim_matches('\''),
         _ => text,
     };
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = (&text[..split], text[split..].trim());
-    let short = match unit {
-        "ms" => Some(0.001),
-        "s" => Some(1.0),
-        "m" | "min" => Some(60.0),
-        "h" => Some(3600.0),
-        _ => None,
-    };
-    if let (Ok(n), Some(scale)) = (number.parse::<f64>(), short) {
-        return (n.is_finite() && n >= 0.0).then(|| Duration::from_secs_f64(n * scale));
+    // The server's own duration syntax ('30s', '500ms', '1.5m').
+    if let Ok(d) = crate::config::parse_duration(text) {
+        return Some(d);
     }
     // PostgreSQL's `hh:mm[:ss[.f]]`, which DataFusion's interval parser
     // does not take.
