@@ -308,9 +308,12 @@ impl WatermarkTracker {
             let p = self.partitions.get_mut(&id).expect("listed above");
             if p.idle != is_idle {
                 p.idle = is_idle;
-                if is_idle {
+                if is_idle && self.delay_us.is_some() {
                     tracing::info!(source = %self.source, partition = id,
                         "partition idle: caught up and quiet; it no longer holds the watermark back");
+                } else if is_idle {
+                    tracing::info!(source = %self.source, partition = id,
+                        "partition idle: caught up and quiet");
                 } else {
                     tracing::info!(source = %self.source, partition = id, "partition active again");
                 }
