@@ -68,6 +68,10 @@ pub enum Error {
     },
     #[error("{0}")]
     UndefinedColumn(String),
+    /// A column of the wrong type for its use (42804), e.g. a WATERMARK
+    /// FOR column that is not a timestamp.
+    #[error("{0}")]
+    DatatypeMismatch(String),
     /// A source or other named object that does not exist (42704).
     #[error("{0}")]
     UndefinedObject(String),
@@ -102,6 +106,7 @@ impl Error {
             Error::DivisionByZero => "22012",
             Error::ViewError { sqlstate, .. } => sqlstate,
             Error::UndefinedColumn(_) => "42703",
+            Error::DatatypeMismatch(_) => "42804",
             Error::UndefinedObject(_) => "42704",
             Error::Kafka(_) => "08001",
             Error::Internal(_) => "XX000",

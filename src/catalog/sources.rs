@@ -19,6 +19,7 @@ use crate::catalog::system::ReaderEntry;
 use crate::connector::decode::{Encoding, JSONB, TYPE_METADATA_KEY};
 use crate::connector::kafka::options::KafkaOptions;
 use crate::connector::kafka::{SourceSpec, resolve_start};
+use crate::connector::watermark::WatermarkSpec;
 use crate::error::{Error, Result};
 use crate::sql::source_ddl::{IncludeKind, SourceDef};
 use crate::storage::table::{LakeTable, WRITTEN_BY_PROPERTY};
@@ -147,13 +148,20 @@ fn spec_of(def: &SourceDef) -> Result<SourceSpec> {
             }
         })
         .collect();
+    let schema = Arc::new(ArrowSchema::new(fields));
+    let watermark = def
+        .watermark
+        .as_ref()
+        .map(|(column, expr)| WatermarkSpec::of(column, expr, &schema))
+        .transpose()?;
     Ok(SourceSpec {
         name: def.name().to_string(),
         options,
-        schema: Arc::new(ArrowSchema::new(fields)),
+        schema,
         payload: def.table.schema.as_struct().fields().len(),
         includes: def.includes.iter().map(|i| i.kind.clone()).collect(),
         encoding,
+        watermark,
     })
 }
 
@@ -172,6 +180,21 @@ fn generator_of(def: &SourceDef) -> Result<MakeGenerator> {
     });
     make()?;
     Ok(make)
+}
+
+/// A generator source's `WATERMARK FOR` (against its declared columns, the
+/// rows it produces) and idle timeout.
+fn generator_watermark(def: &SourceDef) -> Result<(Option<WatermarkSpec>, std::time::Duration)> {
+    let schema = iceberg::arrow::schema_to_arrow_schema(&def.table.schema)?;
+    let watermark = def
+        .watermark
+        .as_ref()
+        .map(|(column, expr)| WatermarkSpec::of(column, expr, &schema))
+        .transpose()?;
+    Ok((
+        watermark,
+        crate::connector::watermark::idle_timeout(&def.options)?,
+    ))
 }
 
 fn offsets_json(o: &BTreeMap<i32, i64>) -> String {
@@ -267,6 +290,7 @@ impl super::Lake {
             ));
         }
         let make = generator_of(def)?;
+        generator_watermark(def)?;
         let _guard = self.ddl.lock().await;
         if self.public.table_exist_any(def.name()) || self.is_broken_view(def.name()) {
             if def.if_not_exists {
@@ -287,7 +311,13 @@ impl super::Lake {
 
     fn start_generator(&self, def: &SourceDef, sql: &str, make: MakeGenerator) -> Result<()> {
         let name = def.name().to_string();
-        let source = Arc::new(GeneratorSource::start(&name, make)?);
+        let (watermark, idle_timeout) = generator_watermark(def)?;
+        let source = Arc::new(GeneratorSource::start(
+            &name,
+            make,
+            watermark,
+            idle_timeout,
+        )?);
         self.coordinator
             .add_source(&name, source.clone() as Arc<dyn Source>);
         self.public.add_source(

@@ -58,7 +58,26 @@ impl Readers {
             let failed = e.status.failed.lock().expect("status lock").clone();
             let durable = e.status.committed.lock().expect("status lock").clone();
             let parts = e.status.partitions.lock().expect("status lock").clone();
+            // After the partitions lock, never inside it (the readers
+            // take them in that order).
+            let now = std::time::Instant::now();
+            let times: BTreeMap<i32, (Option<i64>, bool)> = {
+                let tracker = e.status.watermark.lock().expect("watermark lock");
+                parts
+                    .keys()
+                    .map(|p| {
+                        (
+                            *p,
+                            (
+                                tracker.partition_watermark_at(*p, now),
+                                tracker.is_idle(*p, now),
+                            ),
+                        )
+                    })
+                    .collect()
+            };
             for (p, s) in parts {
+                let (partition_watermark, idle) = times.get(&p).copied().unwrap_or_default();
                 source.append_value(name);
                 topic.append_value(&e.topic);
                 partition.append_value(p);
@@ -68,15 +87,16 @@ impl Readers {
                 committed.append_value(c);
                 high.append_option(s.high_watermark);
                 lag.append_option(s.high_watermark.map(|h| (h - s.position).max(0)));
-                watermark.append_null();
+                watermark.append_option(partition_watermark);
                 match &failed {
                     Some(why) => {
                         state.append_value("error");
                         last_error.append_value(why);
                     }
                     None => {
-                        let idle = s.state == "reading"
-                            && s.high_watermark.is_some_and(|h| s.position >= h);
+                        // Idle: caught up and quiet for watermark.idle_timeout
+                        // (the tracker's rule, the one the watermark uses).
+                        let idle = s.state == "reading" && idle;
                         state.append_value(if idle { "idle" } else { s.state });
                         last_error.append_option(s.last_error.as_deref());
                     }

@@ -6,6 +6,8 @@
 //! - [`kafka`]: options, the reader thread, bounded reads, broker queries.
 //! - [`generator`]: built-in sources for demos and benchmarks (`nexmark`,
 //!   `datagen`), deterministic by position so a checkpoint can resume them.
+//! - [`watermark`]: `WATERMARK FOR` and `watermark.idle_timeout` checked at
+//!   CREATE, and the per-partition event-time tracking of a source.
 //! - [`jsonb`]: the `->`, `->>`, `#>`, `#>>` operators and common jsonb
 //!   functions over JSONB columns (stored as JSON text).
 
@@ -13,3 +15,4 @@ pub mod decode;
 pub mod generator;
 pub mod jsonb;
 pub mod kafka;
+pub mod watermark;

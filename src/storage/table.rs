@@ -137,6 +137,10 @@ pub trait CommitObserver: Send + Sync {
     fn wants_reports(&self) -> bool;
     /// One commit's changes.
     async fn committed(&self, report: CommitReport);
+    /// Event time of the rows committed so far (a connector table with
+    /// `WATERMARK FOR`): column index in the table's rows and µs since the
+    /// Unix epoch. Told after the commit that carried those rows.
+    fn watermark(&self, _column: usize, _timestamp: i64) {}
 }
 
 #[derive(Default)]
@@ -257,6 +261,14 @@ impl LakeTable {
     /// The table's Iceberg properties.
     pub fn properties(&self) -> HashMap<String, String> {
         self.inner.snapshot().metadata().properties().clone()
+    }
+
+    /// Tells the observer the event-time watermark of the rows committed
+    /// so far (see [`CommitObserver::watermark`]).
+    pub fn report_watermark(&self, column: usize, timestamp: i64) {
+        if let Some(o) = self.inner.observer.get() {
+            o.watermark(column, timestamp);
+        }
     }
 
     /// Sets the observer that hears of every commit from now on. A table

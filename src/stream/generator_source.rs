@@ -8,6 +8,12 @@
 //! feed lock, so the two meet exactly) — the same shape as a Kafka source,
 //! with positions instead of offsets. The producer runs only while some
 //! view reads the source, at the generator's rate.
+//!
+//! With `WATERMARK FOR`, the generator is one partition to the
+//! [`WatermarkTracker`]: its watermark is the largest event time produced
+//! minus the delay, sent before each barrier; once a bounded generator has
+//! produced everything it is caught up, so after `watermark.idle_timeout`
+//! it advances with the wall clock like any quiet source.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -20,9 +26,10 @@ use futures::StreamExt;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::connector::generator::Generator;
+use crate::connector::watermark::{WatermarkSpec, WatermarkTracker};
 use crate::error::Result;
 use crate::stream::chunk::{Chunk, Op};
-use crate::stream::message::{Barrier, Message};
+use crate::stream::message::{Barrier, Message, Watermark};
 use crate::stream::source::Source;
 use crate::stream::view::Subscription;
 
@@ -44,6 +51,10 @@ pub struct GeneratorSource {
 
 struct Feeds {
     state: Mutex<Vec<mpsc::Sender<Message>>>,
+    /// `WATERMARK FOR` (None: the source sends no watermarks).
+    watermark: Option<WatermarkSpec>,
+    /// Changed under `state`, after the rows it saw are in the feeds.
+    tracker: std::sync::Mutex<WatermarkTracker>,
     count: AtomicUsize,
     /// Rows in the feeds so far (changed under `state`).
     position: AtomicU64,
@@ -63,11 +74,21 @@ impl Feeds {
 }
 
 impl GeneratorSource {
-    pub fn start(name: &str, make: MakeGenerator) -> Result<GeneratorSource> {
+    pub fn start(
+        name: &str,
+        make: MakeGenerator,
+        watermark: Option<WatermarkSpec>,
+        idle_timeout: Duration,
+    ) -> Result<GeneratorSource> {
         let generator = make()?;
         let schema = generator.schema();
+        let mut tracker =
+            WatermarkTracker::new(name, watermark.as_ref().map(|w| w.delay_us), idle_timeout);
+        tracker.add_partition(0);
         let feeds = Arc::new(Feeds {
             state: Mutex::new(Vec::new()),
+            watermark,
+            tracker: std::sync::Mutex::new(tracker),
             count: AtomicUsize::new(0),
             position: AtomicU64::new(0),
         });
@@ -157,11 +178,20 @@ fn produce(
             want = ((due - position) as usize).min(BATCH_ROWS);
         }
         let Some(batch) = generator.next_batch(want) else {
-            // Exhausted: nothing more, ever.
+            // Exhausted: nothing more, ever (caught up, for idleness).
+            feeds
+                .tracker
+                .lock()
+                .expect("watermark lock")
+                .set_caught_up(0, true);
             std::thread::sleep(Duration::from_millis(50));
             continue;
         };
         let rows = batch.num_rows() as u64;
+        let max_event = feeds
+            .watermark
+            .as_ref()
+            .and_then(|w| w.max_event_time(&batch, 0, batch.num_rows()));
         runtime.block_on(async {
             let mut senders = feeds.state.lock().await;
             feeds
@@ -171,6 +201,12 @@ fn produce(
                 )
                 .await;
             feeds.position.fetch_add(rows, Ordering::SeqCst);
+            // After the rows, under the feed lock: never ahead of them.
+            feeds
+                .tracker
+                .lock()
+                .expect("watermark lock")
+                .observe(0, max_event, Instant::now());
         });
     }
 }
@@ -201,6 +237,27 @@ impl Source for GeneratorSource {
         if senders.is_empty() {
             return;
         }
+        // As for Kafka sources: before the barrier, into every feed; this
+        // is the value a checkpoint would persist per epoch for replays.
+        if let Some(w) = &self.feeds.watermark {
+            let value = self
+                .feeds
+                .tracker
+                .lock()
+                .expect("watermark lock")
+                .current(Instant::now());
+            if let Some(timestamp) = value {
+                self.feeds
+                    .send(
+                        &mut senders,
+                        Message::Watermark(Watermark {
+                            column: w.column,
+                            timestamp,
+                        }),
+                    )
+                    .await;
+            }
+        }
         self.feeds
             .send(&mut senders, Message::Barrier(barrier.clone()))
             .await;
@@ -214,5 +271,79 @@ impl Source for GeneratorSource {
         }
         self.feeds.state.lock().await.clear();
         self.feeds.count.store(0, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connector::watermark::WatermarkSpec;
+    use crate::stream::message::BarrierKind;
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{
+        DataType, Field, Schema, TimeUnit, TimestampMicrosecondType,
+    };
+    use std::collections::BTreeMap;
+
+    /// A bounded datagen source with `WATERMARK FOR ts AS ts - INTERVAL
+    /// '1 minute'`: every feed gets the largest event time minus the delay,
+    /// after the rows and right before the barrier.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_watermark_goes_into_the_feed_right_before_the_barrier() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                true,
+            ),
+        ]));
+        let options: BTreeMap<String, String> = [
+            ("connector", "datagen"),
+            ("fields.id.kind", "sequence"),
+            ("fields.id.start", "1"),
+            ("fields.id.end", "500"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let make: MakeGenerator = {
+            let schema = schema.clone();
+            Arc::new(move || crate::connector::generator::datagen(&options, schema.clone()))
+        };
+        let spec = WatermarkSpec::of("ts", "ts - INTERVAL '1 minute'", &schema).unwrap();
+        let source =
+            GeneratorSource::start("g", make, Some(spec), Duration::from_secs(30)).unwrap();
+        let (_backfill, mut feed) = source.subscribe().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while source.position() < 500 {
+            assert!(Instant::now() < deadline, "the generator did not finish");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        source
+            .inject(&Barrier {
+                epoch: 1,
+                kind: BarrierKind::Epoch,
+                token: None,
+            })
+            .await;
+        let mut max = i64::MIN;
+        let mut rows = 0;
+        let watermark = loop {
+            match feed.recv().await.expect("feed open") {
+                Message::Chunk(c) => {
+                    let ts = c.batch.column(1).as_primitive::<TimestampMicrosecondType>();
+                    rows += ts.len();
+                    max = max.max(datafusion::arrow::compute::max(ts).unwrap());
+                }
+                Message::Watermark(w) => break w,
+                Message::Barrier(_) => panic!("a barrier before the watermark"),
+            }
+        };
+        assert_eq!(rows, 500);
+        assert_eq!(watermark.column, 1);
+        assert_eq!(watermark.timestamp, max - 60_000_000);
+        assert!(matches!(feed.recv().await, Some(Message::Barrier(b)) if b.epoch == 1));
+        source.stop().await;
     }
 }

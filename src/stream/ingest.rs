@@ -54,7 +54,7 @@ struct Staging {
     name: String,
     state: Mutex<StagingState>,
     dead_letters: Arc<DeadLetters>,
-    status: std::sync::OnceLock<Arc<ReaderStatus>>,
+    status: Arc<ReaderStatus>,
 }
 
 struct StagingState {
@@ -94,14 +94,16 @@ impl ReaderSink for Staging {
                     "could not stage rows; ingest stops until a restart, which reads them again");
                 state.failed = true;
                 state.writer = None;
-                if let Some(s) = self.status.get() {
-                    *s.failed.lock().expect("status lock") =
-                        Some(format!("staging rows failed: {e}"));
-                }
+                *self.status.failed.lock().expect("status lock") =
+                    Some(format!("staging rows failed: {e}"));
                 return;
             }
         }
         state.positions.extend(delivery.next);
+        // Under the staging lock, after the rows: what a checkpoint
+        // commits and the watermark it reports go together.
+        self.status
+            .observe(&delivery.events, std::time::Instant::now());
         drop(state);
         self.dead_letters.add(&self.name, delivery.dead).await;
     }
@@ -122,6 +124,7 @@ impl ConnectorIngest {
             positions.extend(committed);
         }
         tracing::info!(table = %spec.name, ?positions, "connector table reading");
+        let status = Arc::new(ReaderStatus::new(&spec));
         let sink = Arc::new(Staging {
             name: spec.name.clone(),
             table,
@@ -132,12 +135,16 @@ impl ConnectorIngest {
                 failed: false,
             }),
             dead_letters,
-            status: std::sync::OnceLock::new(),
+            status: status.clone(),
         });
-        let handle = reader::start(spec.clone(), &spec.group(), positions, sink.clone())?;
-        let status = handle.status.clone();
         *status.committed.lock().expect("status lock") = Some(positions_now(&sink));
-        let _ = sink.status.set(status.clone());
+        let handle = reader::start(
+            spec.clone(),
+            &spec.group(),
+            positions,
+            sink.clone(),
+            status.clone(),
+        )?;
         Ok(ConnectorIngest {
             spec,
             sink,
@@ -166,7 +173,22 @@ impl ConnectorIngest {
         if state.failed {
             return Ok(());
         }
+        // Under the staging lock: the watermark of exactly the rows this
+        // checkpoint commits (the views see them, and it, after the commit).
+        let watermark = self.spec.watermark.as_ref().and_then(|w| {
+            let now = std::time::Instant::now();
+            self.status
+                .watermark
+                .lock()
+                .expect("watermark lock")
+                .current(now)
+                .map(|ts| (w.column, ts))
+        });
         if state.positions == state.committed && state.writer.is_none() {
+            // Nothing new, but a quiet source's watermark still moves.
+            if let Some((column, ts)) = watermark {
+                self.sink.table.report_watermark(column, ts);
+            }
             return Ok(());
         }
         self.sink.dead_letters.commit().await?;
@@ -181,6 +203,9 @@ impl ConnectorIngest {
             .commit_staged(files, HashMap::from([(offsets_key(), offsets)]))
             .await?;
         state.committed = state.positions.clone();
+        if let Some((column, ts)) = watermark {
+            self.sink.table.report_watermark(column, ts);
+        }
         *self.status.committed.lock().expect("status lock") = Some(state.committed.clone());
         drop(state);
         if let Ok(consumer) = self.consumer() {

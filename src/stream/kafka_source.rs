@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -28,7 +28,7 @@ use crate::connector::kafka::{SourceSpec, bounded, commit_group_offsets, high_wa
 use crate::error::{Error, Result};
 use crate::stream::chunk::{Chunk, Op};
 use crate::stream::dead_letters::DeadLetters;
-use crate::stream::message::{Barrier, Message};
+use crate::stream::message::{Barrier, Message, Watermark};
 use crate::stream::source::Source;
 use crate::stream::view::Subscription;
 
@@ -44,6 +44,7 @@ pub struct KafkaSource {
 
 struct SharedFeeds {
     name: String,
+    status: Arc<ReaderStatus>,
     inner: Mutex<FeedState>,
     count: AtomicUsize,
     dead_letters: Arc<DeadLetters>,
@@ -86,6 +87,9 @@ impl ReaderSink for SharedFeeds {
             .await;
         }
         state.positions.extend(delivery.next);
+        // Under the feed lock, after the rows: a barrier injected now
+        // carries a watermark that is never ahead of the rows before it.
+        self.status.observe(&delivery.events, Instant::now());
         drop(state);
         self.dead_letters.add(&self.name, delivery.dead).await;
     }
@@ -100,8 +104,10 @@ impl KafkaSource {
         dead_letters: Arc<DeadLetters>,
     ) -> Result<KafkaSource> {
         let spec = Arc::new(spec);
+        let status = Arc::new(ReaderStatus::new(&spec));
         let feeds = Arc::new(SharedFeeds {
             name: spec.name.clone(),
+            status: status.clone(),
             inner: Mutex::new(FeedState {
                 senders: Vec::new(),
                 positions: start.clone(),
@@ -109,8 +115,13 @@ impl KafkaSource {
             count: AtomicUsize::new(0),
             dead_letters,
         });
-        let handle = reader::start(spec.clone(), &spec.group(), start.clone(), feeds.clone())?;
-        let status = handle.status.clone();
+        let handle = reader::start(
+            spec.clone(),
+            &spec.group(),
+            start.clone(),
+            feeds.clone(),
+            status.clone(),
+        )?;
         Ok(KafkaSource {
             spec,
             start,
@@ -200,6 +211,33 @@ impl Source for KafkaSource {
         let mut state = self.feeds.inner.lock().await;
         if state.senders.is_empty() {
             return;
+        }
+        // The watermark goes right before the barrier, after every chunk
+        // of the epoch, into every feed (so a view that joined since gets
+        // the current value too); the tracker never lets it go back.
+        // Replays: this value is what the exactly-once work persists with
+        // the epoch's checkpoint (next to the source offsets), so that a
+        // replay re-emits the same watermark — the wall-clock advance of a
+        // quiet source included — instead of recomputing it.
+        if let Some(w) = &self.spec.watermark {
+            let now = Instant::now();
+            let value = self
+                .status
+                .watermark
+                .lock()
+                .expect("watermark lock")
+                .current(now);
+            if let Some(timestamp) = value {
+                self.feeds
+                    .send(
+                        &mut state,
+                        Message::Watermark(Watermark {
+                            column: w.column,
+                            timestamp,
+                        }),
+                    )
+                    .await;
+            }
         }
         self.feeds
             .send(&mut state, Message::Barrier(barrier.clone()))

@@ -29,7 +29,7 @@ use tokio::sync::{Mutex, mpsc};
 use crate::error::Result;
 use crate::storage::table::{CommitObserver, CommitReport, LakeTable};
 use crate::stream::chunk::{Chunk, Op};
-use crate::stream::message::{Barrier, Message};
+use crate::stream::message::{Barrier, Message, Watermark};
 use crate::stream::view::Subscription;
 
 /// Capacity of each feed, in messages: a subscriber this far behind makes
@@ -75,6 +75,9 @@ struct Feeds {
     /// How many feeds are open (read without the lock, to decide whether a
     /// statement needs to keep its rows at all).
     count: std::sync::atomic::AtomicUsize,
+    /// The watermark of the rows committed so far (connector tables with
+    /// `WATERMARK FOR`), sent before every barrier.
+    watermark: std::sync::Mutex<Option<Watermark>>,
 }
 
 impl Feeds {
@@ -149,6 +152,14 @@ impl CommitObserver for Feeds {
             }
         }
     }
+
+    fn watermark(&self, column: usize, timestamp: i64) {
+        let mut w = self.watermark.lock().expect("watermark lock");
+        // Never back (the ingest's tracker does not go back either).
+        if w.as_ref().is_none_or(|w| w.timestamp < timestamp) {
+            *w = Some(Watermark { column, timestamp });
+        }
+    }
 }
 
 impl TableSource {
@@ -208,8 +219,109 @@ impl Source for TableSource {
     }
 
     async fn inject(&self, barrier: &Barrier) {
-        self.feeds
-            .send(vec![Message::Barrier(barrier.clone())])
-            .await;
+        // A connector table's watermark is set after the commit whose rows
+        // it covers has been sent: reading it here, before the barrier,
+        // places it after those rows. A feed subscribed since gets it too.
+        let watermark = self.feeds.watermark.lock().expect("watermark lock").clone();
+        let mut messages = Vec::with_capacity(2);
+        if let Some(w) = watermark {
+            messages.push(Message::Watermark(w));
+        }
+        messages.push(Message::Barrier(barrier.clone()));
+        self.feeds.send(messages).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Retention, S3Config};
+    use crate::storage::warehouse::Warehouse;
+    use crate::stream::message::BarrierKind;
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+    use iceberg::{NamespaceIdent, TableIdent};
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    /// A connector table's change feed: the commit's rows, then the
+    /// watermark reported after that commit, then the barrier — and a feed
+    /// subscribed later gets the watermark before its next barrier too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_table_feed_carries_the_committed_watermark_before_the_barrier() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_path_buf(),
+            warehouse: format!("file://{}/warehouse", dir.path().display()),
+            s3: S3Config {
+                endpoint: None,
+                region: "us-east-1".into(),
+                path_style: false,
+                access_key_id: None,
+                secret_access_key: None,
+                session_token: None,
+            },
+            catalog_name: "streamlake".into(),
+            user: None,
+            password: None,
+            barrier_interval: Duration::from_secs(1),
+            checkpoint_interval: Duration::from_secs(10),
+            retention: Retention::default(),
+        };
+        let warehouse = Warehouse::open(&config).await.unwrap();
+        let schema = Schema::builder()
+            .with_fields(vec![
+                NestedField::optional(1, "ts", Type::Primitive(PrimitiveType::Long)).into(),
+            ])
+            .build()
+            .unwrap();
+        let ident = TableIdent::new(NamespaceIdent::new("public".into()), "ct".into());
+        let table = warehouse
+            .create_table(&ident, schema, HashMap::new())
+            .await
+            .unwrap();
+        let table = LakeTable::new(warehouse.clone(), table).unwrap();
+        let source = TableSource::new(table.clone()).unwrap();
+        let (_backfill, mut feed) = source.subscribe().await.unwrap();
+
+        let mut writer = table.stage().await.unwrap();
+        let batch = RecordBatch::try_new(
+            table.arrow_schema(),
+            vec![Arc::new(Int64Array::from(vec![1, 2, 3]))],
+        )
+        .unwrap();
+        writer.write(batch).await.unwrap();
+        table
+            .commit_staged(writer.finish().await.unwrap(), HashMap::new())
+            .await
+            .unwrap();
+        table.report_watermark(0, 42);
+        // A lower value never replaces it.
+        table.report_watermark(0, 7);
+        let barrier = |epoch| Barrier {
+            epoch,
+            kind: BarrierKind::Epoch,
+            token: None,
+        };
+        source.inject(&barrier(1)).await;
+        let mut rows = 0;
+        loop {
+            match feed.recv().await.unwrap() {
+                Message::Chunk(c) => rows += c.batch.num_rows(),
+                Message::Watermark(w) => {
+                    assert_eq!((w.column, w.timestamp), (0, 42));
+                    break;
+                }
+                Message::Barrier(_) => panic!("barrier before the watermark"),
+            }
+        }
+        assert_eq!(rows, 3);
+        assert!(matches!(feed.recv().await, Some(Message::Barrier(b)) if b.epoch == 1));
+
+        let (_backfill, mut later) = source.subscribe().await.unwrap();
+        source.inject(&barrier(2)).await;
+        assert!(matches!(later.recv().await, Some(Message::Watermark(w)) if w.timestamp == 42));
+        assert!(matches!(later.recv().await, Some(Message::Barrier(b)) if b.epoch == 2));
     }
 }

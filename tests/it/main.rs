@@ -21,3 +21,4 @@ mod s3;
 mod slt;
 mod view_failures;
 mod views;
+mod watermarks;

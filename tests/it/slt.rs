@@ -6,8 +6,34 @@
 //! expected output serves both and a statement that behaves differently
 //! over the two protocols fails a file. Errors are reported as
 //! `message (SQLSTATE xxxxx)` so files can match the code.
+//!
+//! Event sequences: a file under `sqllogictest/kafka/`, or any file that
+//! uses one of the following, gets its own Kafka broker (a tansu process,
+//! [`crate::broker`]) for each protocol pass, and the runner intercepts
+//! two pseudo-statements before they reach the server:
+//!
+//! ```text
+//! statement ok
+//! CREATE TOPIC 'trades_{{RUN}}' PARTITIONS 3
+//!
+//! statement ok
+//! PRODUCE TO 'trades_{{RUN}}' PARTITION 1 VALUES '{"id":1,"ts":"2026-01-01 00:00:05"}', '{"id":2}'
+//! ```
+//!
+//! - `CREATE TOPIC 'name' [PARTITIONS n]` creates the topic (1 partition by
+//!   default);
+//! - `PRODUCE TO 'name' [PARTITION n] [KEY 'key'] VALUES 'payload', …`
+//!   produces each payload as one record, in order, and waits for the
+//!   broker's acknowledgments (no PARTITION: the producer's partitioner
+//!   picks one). It reports the number of records produced.
+//!
+//! In every statement and query (pseudo or not), `{{BROKER}}` becomes the
+//! broker's address (for `properties.bootstrap.server = '{{BROKER}}'`) and
+//! `{{RUN}}` the pass (`simple` or `extended`), so that names never collide
+//! between the two passes even against one broker.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
@@ -18,7 +44,179 @@ use tokio::net::TcpStream;
 use tokio_postgres::fallible_iterator::FallibleIterator;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
+use crate::broker::{Broker, Record, produce};
 use crate::support::Server;
+
+/// The broker of a file that produces events, and the pass's name.
+struct KafkaContext {
+    broker: Broker,
+    run: &'static str,
+}
+
+/// A connection that substitutes `{{BROKER}}` and `{{RUN}}` and runs
+/// `CREATE TOPIC` and `PRODUCE TO` itself (see the module doc).
+struct WithKafka<D> {
+    inner: D,
+    kafka: Option<Arc<KafkaContext>>,
+}
+
+#[async_trait]
+impl<D> AsyncDB for WithKafka<D>
+where
+    D: AsyncDB<Error = PgError, ColumnType = DefaultColumnType> + Send,
+{
+    type Error = PgError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<Self::ColumnType>, Self::Error> {
+        let Some(kafka) = self.kafka.clone() else {
+            return self.inner.run(sql).await;
+        };
+        let sql = sql
+            .replace("{{BROKER}}", &kafka.broker.bootstrap())
+            .replace("{{RUN}}", kafka.run);
+        match event_statement(&sql)? {
+            None => self.inner.run(&sql).await,
+            Some(EventStatement::CreateTopic { topic, partitions }) => {
+                kafka.broker.create_topic(&topic, partitions).await;
+                Ok(DBOutput::StatementComplete(0))
+            }
+            Some(EventStatement::Produce {
+                topic,
+                partition,
+                key,
+                payloads,
+            }) => {
+                let records = payloads
+                    .iter()
+                    .map(|p| {
+                        let mut r = Record::new(p.as_bytes());
+                        r.partition = partition;
+                        r.key = key.as_deref().map(str::as_bytes);
+                        r
+                    })
+                    .collect();
+                produce(&kafka.broker.producer(), &topic, records).await;
+                Ok(DBOutput::StatementComplete(payloads.len() as u64))
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+
+    fn engine_name(&self) -> &str {
+        "streamlake"
+    }
+}
+
+/// A pseudo-statement of an event sequence.
+#[derive(Debug, PartialEq)]
+enum EventStatement {
+    CreateTopic {
+        topic: String,
+        partitions: i32,
+    },
+    Produce {
+        topic: String,
+        partition: Option<i32>,
+        key: Option<String>,
+        payloads: Vec<String>,
+    },
+}
+
+/// `CREATE TOPIC …` or `PRODUCE TO …` (None for anything else), read with
+/// the SQL tokenizer so payloads are ordinary string literals ('' quotes).
+fn event_statement(sql: &str) -> Result<Option<EventStatement>, PgError> {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let head: Vec<String> = sql
+        .split_whitespace()
+        .take(2)
+        .map(str::to_ascii_uppercase)
+        .collect();
+    let produce = head == ["PRODUCE", "TO"];
+    if !produce && head != ["CREATE", "TOPIC"] {
+        return Ok(None);
+    }
+    let bad = |why: &str| PgError(format!("{why}: {sql}"));
+    let toks: Vec<Token> = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize()
+        .map_err(|e| bad(&e.to_string()))?
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_) | Token::SemiColon))
+        .collect();
+    let word = |i: usize, w: &str| matches!(toks.get(i), Some(Token::Word(x)) if x.value.eq_ignore_ascii_case(w));
+    let string = |i: usize| match toks.get(i) {
+        Some(Token::SingleQuotedString(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let number = |i: usize| match toks.get(i) {
+        Some(Token::Number(n, _)) => n.parse::<i32>().ok(),
+        _ => None,
+    };
+    let topic = string(2).ok_or_else(|| bad("expected a quoted topic name"))?;
+    let mut i = 3;
+    if !produce {
+        let partitions = if word(i, "PARTITIONS") {
+            i += 2;
+            number(i - 1).ok_or_else(|| bad("expected a number of partitions"))?
+        } else {
+            1
+        };
+        if i != toks.len() {
+            return Err(bad("expected CREATE TOPIC 'name' [PARTITIONS n]"));
+        }
+        return Ok(Some(EventStatement::CreateTopic { topic, partitions }));
+    }
+    let mut partition = None;
+    let mut key = None;
+    loop {
+        if word(i, "PARTITION") {
+            partition = Some(number(i + 1).ok_or_else(|| bad("expected a partition number"))?);
+            i += 2;
+        } else if word(i, "KEY") {
+            key = Some(string(i + 1).ok_or_else(|| bad("expected a quoted key"))?);
+            i += 2;
+        } else {
+            break;
+        }
+    }
+    if !word(i, "VALUES") {
+        return Err(bad(
+            "expected PRODUCE TO 'topic' [PARTITION n] [KEY 'k'] VALUES 'payload', …",
+        ));
+    }
+    i += 1;
+    let mut payloads = Vec::new();
+    loop {
+        payloads.push(string(i).ok_or_else(|| bad("expected a quoted payload"))?);
+        i += 1;
+        match toks.get(i) {
+            None => break,
+            Some(Token::Comma) => i += 1,
+            Some(_) => return Err(bad("expected , between payloads")),
+        }
+    }
+    Ok(Some(EventStatement::Produce {
+        topic,
+        partition,
+        key,
+        payloads,
+    }))
+}
+
+/// Whether a file needs a broker: under `kafka/`, or using the extension.
+fn uses_kafka(path: &Path) -> bool {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    path.components().any(|c| c.as_os_str() == "kafka")
+        || text.contains("{{BROKER}}")
+        || text.lines().any(|l| {
+            let l = l.trim_start().to_ascii_uppercase();
+            l.starts_with("PRODUCE TO") || l.starts_with("CREATE TOPIC")
+        })
+}
 
 struct Pg {
     client: Client,
@@ -278,11 +476,21 @@ enum Protocol {
 async fn run_file(path: &Path, protocol: Protocol) -> Result<(), String> {
     let server = Server::start();
     let log = |e: String| format!("{e}\n--- server log ---\n{}", server.log());
+    let kafka = uses_kafka(path).then(|| {
+        Arc::new(KafkaContext {
+            broker: Broker::start(),
+            run: match protocol {
+                Protocol::Simple => "simple",
+                Protocol::Extended => "extended",
+            },
+        })
+    });
     match protocol {
         Protocol::Simple => {
             let conn = server.conn_string();
             let mut runner = sqllogictest::Runner::new(move || {
                 let conn = conn.clone();
+                let kafka = kafka.clone();
                 async move {
                     let (client, connection) =
                         tokio_postgres::connect(&conn, tokio_postgres::NoTls)
@@ -291,7 +499,10 @@ async fn run_file(path: &Path, protocol: Protocol) -> Result<(), String> {
                     tokio::spawn(async move {
                         let _ = connection.await;
                     });
-                    Ok(Pg { client })
+                    Ok(WithKafka {
+                        inner: Pg { client },
+                        kafka,
+                    })
                 }
             });
             runner.with_column_validator(|_, _| true);
@@ -302,7 +513,15 @@ async fn run_file(path: &Path, protocol: Protocol) -> Result<(), String> {
         }
         Protocol::Extended => {
             let port = server.port;
-            let mut runner = sqllogictest::Runner::new(move || Extended::connect(port));
+            let mut runner = sqllogictest::Runner::new(move || {
+                let kafka = kafka.clone();
+                async move {
+                    Ok(WithKafka {
+                        inner: Extended::connect(port).await?,
+                        kafka,
+                    })
+                }
+            });
             runner.with_column_validator(|_, _| true);
             runner
                 .run_file_async(path)
@@ -345,4 +564,26 @@ async fn sqllogictest_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqllogictest_files_extended_protocol() {
     run_all(Protocol::Extended).await;
+}
+
+#[test]
+fn event_statements_parse() {
+    assert_eq!(event_statement("SELECT 1").unwrap(), None);
+    assert_eq!(
+        event_statement("create topic 't_x' partitions 3").unwrap(),
+        Some(EventStatement::CreateTopic {
+            topic: "t_x".into(),
+            partitions: 3
+        })
+    );
+    assert_eq!(
+        event_statement(r#"PRODUCE TO 't' PARTITION 2 KEY 'k' VALUES '{"a":1}', 'it''s'"#).unwrap(),
+        Some(EventStatement::Produce {
+            topic: "t".into(),
+            partition: Some(2),
+            key: Some("k".into()),
+            payloads: vec![r#"{"a":1}"#.into(), "it's".into()],
+        })
+    );
+    assert!(event_statement("PRODUCE TO 't' '{}'").is_err());
 }

@@ -61,8 +61,9 @@ pub fn datagen(
 /// both generators, fixed so that runs repeat.
 pub const DEFAULT_BASE_TIME_MS: i64 = 1_767_225_600_000;
 
-/// Options every connector accepts and the generators ignore.
-const COMMON_OPTIONS: &[&str] = &["connector"];
+/// Options every connector accepts and the generators ignore (the source
+/// around the generator reads `watermark.idle_timeout`).
+const COMMON_OPTIONS: &[&str] = &["connector", "watermark.idle_timeout"];
 
 /// Parses an option's value, naming the option in the error.
 fn parse_option<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {

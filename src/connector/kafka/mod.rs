@@ -18,6 +18,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::connector::decode::Encoding;
+use crate::connector::watermark::WatermarkSpec;
 use crate::error::{Error, Result};
 use crate::sql::source_ddl::IncludeKind;
 use options::{KafkaOptions, StartupMode};
@@ -36,6 +37,8 @@ pub struct SourceSpec {
     pub payload: usize,
     pub includes: Vec<IncludeKind>,
     pub encoding: Encoding,
+    /// `WATERMARK FOR`, resolved against `schema`.
+    pub watermark: Option<WatermarkSpec>,
 }
 
 impl SourceSpec {

@@ -47,6 +47,9 @@ pub struct KafkaOptions {
     pub startup: StartupMode,
     pub on_error: OnError,
     pub dlq_topic: Option<String>,
+    /// `watermark.idle_timeout`: how long a caught-up partition may be
+    /// quiet before it stops holding the watermark back.
+    pub idle_timeout: std::time::Duration,
     /// `properties.*` other than the bootstrap servers, passed through.
     pub properties: BTreeMap<String, String>,
 }
@@ -122,6 +125,7 @@ impl KafkaOptions {
             startup,
             on_error,
             dlq_topic: get("dlq.topic").filter(|t| !t.is_empty()),
+            idle_timeout: crate::connector::watermark::idle_timeout(options)?,
             properties,
         })
     }

@@ -33,6 +33,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::connector::kafka::SourceSpec;
 use crate::connector::kafka::assemble::Assembler;
 use crate::connector::kafka::options::OnError;
+use crate::connector::watermark::WatermarkTracker;
 use crate::error::{Error, Result};
 
 /// Rows per delivered batch at most.
@@ -70,6 +71,12 @@ pub struct Delivery {
     /// Next offset to read, per partition, after this delivery.
     pub next: BTreeMap<i32, i64>,
     pub dead: Vec<DeadLetter>,
+    /// Every partition that had records in this delivery, with the largest
+    /// event time among its rows (None: no WATERMARK FOR, all NULL, or no
+    /// row). The sink hands them to the status's
+    /// [`WatermarkTracker`] *after* the rows are in its feeds, so a
+    /// watermark never overtakes the rows it was computed from.
+    pub events: Vec<(i32, Option<i64>)>,
 }
 
 #[async_trait]
@@ -92,7 +99,7 @@ pub struct PartitionStatus {
 }
 
 /// Shared view of a running reader.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReaderStatus {
     pub partitions: Mutex<BTreeMap<i32, PartitionStatus>>,
     /// A reader-wide failure (on_error = 'fail', a recreated topic).
@@ -100,9 +107,58 @@ pub struct ReaderStatus {
     /// Offsets committed durably (a connector table's checkpoint); None
     /// for a source, whose position is what its views have.
     pub committed: Mutex<Option<BTreeMap<i32, i64>>>,
+    /// Event time and idleness per partition (lock after `partitions`,
+    /// never while holding it).
+    pub watermark: Mutex<WatermarkTracker>,
 }
 
 impl ReaderStatus {
+    pub fn new(spec: &SourceSpec) -> ReaderStatus {
+        ReaderStatus {
+            partitions: Mutex::default(),
+            failed: Mutex::default(),
+            committed: Mutex::default(),
+            watermark: Mutex::new(WatermarkTracker::new(
+                &spec.name,
+                spec.watermark.as_ref().map(|w| w.delay_us),
+                spec.options.idle_timeout,
+            )),
+        }
+    }
+
+    /// Tells the tracker which partitions are caught up: reading (the
+    /// broker answers) with the position at the high watermark.
+    pub fn sync_caught_up(&self, now: Instant) {
+        let caught_up: Vec<(i32, bool)> = self
+            .partitions
+            .lock()
+            .expect("status lock")
+            .iter()
+            .map(|(p, s)| {
+                (
+                    *p,
+                    s.state == "reading" && s.high_watermark.is_some_and(|h| s.position >= h),
+                )
+            })
+            .collect();
+        let mut tracker = self.watermark.lock().expect("watermark lock");
+        for (p, c) in caught_up {
+            tracker.set_caught_up(p, c);
+        }
+        tracker.refresh(now);
+    }
+
+    /// Takes a delivery's event times (call once its rows are in the feeds).
+    pub fn observe(&self, events: &[(i32, Option<i64>)], now: Instant) {
+        if events.is_empty() {
+            return;
+        }
+        let mut tracker = self.watermark.lock().expect("watermark lock");
+        for (p, max) in events {
+            tracker.observe(*p, *max, now);
+        }
+    }
+
     pub fn positions(&self) -> BTreeMap<i32, i64> {
         self.partitions
             .lock()
@@ -133,12 +189,14 @@ impl ReaderHandle {
 }
 
 /// Starts reading `spec`'s topic at `positions` (per partition; partitions
-/// found later start at their earliest offset).
+/// found later start at their earliest offset), reporting into `status`
+/// (made by [`ReaderStatus::new`], shared with the sink).
 pub fn start(
     spec: Arc<SourceSpec>,
     group: &str,
     positions: BTreeMap<i32, i64>,
     sink: Arc<dyn ReaderSink>,
+    status: Arc<ReaderStatus>,
 ) -> Result<ReaderHandle> {
     let consumer: BaseConsumer = spec
         .options
@@ -155,8 +213,12 @@ pub fn start(
         .create()
         .map_err(|e| Error::Kafka(e.to_string()))?;
     let admin = Arc::new(admin);
-    let status = Arc::new(ReaderStatus::default());
     {
+        let mut tracker = status.watermark.lock().expect("watermark lock");
+        for p in positions.keys() {
+            tracker.add_partition(*p);
+        }
+        drop(tracker);
         let mut parts = status.partitions.lock().expect("status lock");
         for (p, o) in &positions {
             parts.insert(
@@ -222,6 +284,7 @@ pub fn start(
                     discovered,
                     dirty: false,
                     first_pending: None,
+                    runs: Vec::new(),
                     runtime,
                 };
                 r.run(&stop);
@@ -328,6 +391,12 @@ struct Reader {
     /// Positions moved since the last delivery.
     dirty: bool,
     first_pending: Option<Instant>,
+    /// The pending records by partition, in arrival order: (partition,
+    /// first row of the run in the assembler). librdkafka hands out
+    /// records a fetch response at a time, so runs are long and the event
+    /// times of a partition are found by Arrow kernels over slices of the
+    /// batch, with one comparison per record here.
+    runs: Vec<(i32, usize)>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -399,6 +468,9 @@ impl Reader {
                     }
                     if self.first_pending.is_none() {
                         self.first_pending = Some(now);
+                    }
+                    if self.runs.last().is_none_or(|r| r.0 != p) {
+                        self.runs.push((p, self.assembler.rows()));
                     }
                     match self.assembler.push(&msg) {
                         Ok(_) => {}
@@ -484,18 +556,42 @@ impl Reader {
         } else {
             None
         };
+        let events = self.event_times(batch.as_ref());
         let delivery = Delivery {
             batch,
             next: self.positions.clone(),
             dead: std::mem::take(&mut self.dead),
+            events,
         };
         self.runtime.block_on(self.sink.deliver(delivery));
         let mut parts = self.status.partitions.lock().expect("status lock");
         for (p, o) in &self.positions {
             parts.entry(*p).or_default().position = *o;
         }
+        drop(parts);
+        self.status.sync_caught_up(Instant::now());
         self.dirty = false;
         self.first_pending = None;
+    }
+
+    /// The partitions of the pending records with the largest event time
+    /// of each (Arrow's `max` over each run's slice of the batch).
+    fn event_times(&mut self, batch: Option<&RecordBatch>) -> Vec<(i32, Option<i64>)> {
+        let rows = batch.map_or(0, RecordBatch::num_rows);
+        let runs = std::mem::take(&mut self.runs);
+        let mut out: Vec<(i32, Option<i64>)> = Vec::new();
+        for (i, (p, start)) in runs.iter().enumerate() {
+            let end = runs.get(i + 1).map_or(rows, |r| r.1).min(rows);
+            let max = match (&self.spec.watermark, batch) {
+                (Some(w), Some(b)) if end > *start => w.max_event_time(b, *start, end - start),
+                _ => None,
+            };
+            match out.iter_mut().find(|(q, _)| q == p) {
+                Some((_, m)) => *m = (*m).max(max),
+                None => out.push((*p, max)),
+            }
+        }
+        out
     }
 
     /// Takes what the metadata thread found; true if new partitions were
@@ -526,6 +622,11 @@ impl Reader {
         for (p, low) in &new {
             tracing::info!(source = %self.spec.name, partition = p, offset = low, "new partition; reading from its earliest offset");
             self.positions.insert(*p, *low);
+            self.status
+                .watermark
+                .lock()
+                .expect("watermark lock")
+                .add_partition(*p);
             self.status.partitions.lock().expect("status lock").insert(
                 *p,
                 PartitionStatus {
@@ -550,6 +651,7 @@ impl Reader {
     }
 
     /// High watermarks from the consumer's cache (no broker round trip).
+    /// Also re-evaluates which partitions are caught up and idle.
     fn refresh_high_watermarks(&self, topic: &str) {
         let mut parts = self.status.partitions.lock().expect("status lock");
         for (p, s) in parts.iter_mut() {
@@ -559,6 +661,8 @@ impl Reader {
                 s.high_watermark = Some(high.max(read));
             }
         }
+        drop(parts);
+        self.status.sync_caught_up(Instant::now());
     }
 
     fn note_broker_error(&self, last: &mut Option<String>, error: String) {
