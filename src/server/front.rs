@@ -114,6 +114,9 @@ const SPAN_MENDS: &[(&str, &str, &str)] = &[(
 
 /// Applies [`MENDS`] and [`SPAN_MENDS`] and closes `COPY … FROM STDIN`.
 pub fn mend(query: &str) -> Cow<'_, str> {
+    if let Some(view) = crate::sql::view_plan::mend_emit_on_close(query) {
+        return Cow::Owned(view);
+    }
     let mut out = crate::sql::literals::wide_exponents(query);
     for (start, end, to) in SPAN_MENDS {
         if let Some(a) = out.find(start)

@@ -107,6 +107,32 @@ impl LakeHook {
                 "CREATE VIEW is not supported; use CREATE MATERIALIZED VIEW".into(),
             ));
         }
+        let mut emit_on_close = false;
+        if let datafusion::sql::sqlparser::ast::CreateTableOptions::With(options) = &create.options {
+            for o in options {
+                match o {
+                    datafusion::sql::sqlparser::ast::SqlOption::KeyValue { key, value }
+                        if key.value.eq_ignore_ascii_case(
+                            crate::sql::view_plan::EMIT_ON_CLOSE_OPTION,
+                        ) =>
+                    {
+                        emit_on_close = value.to_string().eq_ignore_ascii_case("true");
+                    }
+                    other => {
+                        return Err(Error::FeatureNotSupported(format!(
+                            "materialized view option {other} is not supported"
+                        )));
+                    }
+                }
+            }
+        } else if !matches!(
+            create.options,
+            datafusion::sql::sqlparser::ast::CreateTableOptions::None
+        ) {
+            return Err(Error::FeatureNotSupported(
+                "these materialized view options are not supported".into(),
+            ));
+        }
         if create.or_replace || !create.columns.is_empty() {
             return Err(Error::FeatureNotSupported(
                 "OR REPLACE and column lists on materialized views are not supported yet".into(),
@@ -118,10 +144,14 @@ impl LakeHook {
                 "schema \"{schema}\" does not exist; only \"public\" is supported"
             )));
         }
+        let mut query = create.query.to_string();
+        if emit_on_close {
+            query.push_str(" EMIT ON WINDOW CLOSE");
+        }
         self.lake
             .create_view(
                 &name,
-                &create.query.to_string(),
+                &query,
                 create.if_not_exists,
                 ctx,
                 None,

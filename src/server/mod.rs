@@ -320,7 +320,8 @@ pub async fn run_script(engine: &Engine, sql: &str) -> Result<()> {
             engine.lake.create_source(piece).await?;
             continue;
         }
-        let statements = DFParser::parse_sql_with_dialect(piece, &PostgreSqlDialect {})
+        let piece = front::mend(piece);
+        let statements = DFParser::parse_sql_with_dialect(&piece, &PostgreSqlDialect {})
             .map_err(|e| Error::Syntax(e.to_string()))?;
         for statement in statements {
             match statement {

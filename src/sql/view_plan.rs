@@ -65,6 +65,55 @@ pub fn split_emit_on_close(query: &str) -> (&str, bool) {
     }
 }
 
+/// The view option `EMIT ON WINDOW CLOSE` travels as through sqlparser
+/// (which has no such clause).
+pub const EMIT_ON_CLOSE_OPTION: &str = "emit_on_window_close";
+
+/// `CREATE MATERIALIZED VIEW v … AS … EMIT ON WINDOW CLOSE` rewritten to
+/// `CREATE MATERIALIZED VIEW v WITH (emit_on_window_close = true) AS …`,
+/// which sqlparser takes; `None` for any other statement.
+pub fn mend_emit_on_close(query: &str) -> Option<String> {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let (body, true) = split_emit_on_close(query) else {
+        return None;
+    };
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, body).tokenize().ok()?;
+    let sig: Vec<usize> = (0..tokens.len())
+        .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
+        .collect();
+    let word = |j: usize, w: &str| {
+        sig.get(j).is_some_and(
+            |&i| matches!(&tokens[i], Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w)),
+        )
+    };
+    if !(word(0, "create") && word(1, "materialized") && word(2, "view")) {
+        return None;
+    }
+    let mut j = 3;
+    if word(j, "if") && word(j + 1, "not") && word(j + 2, "exists") {
+        j += 3;
+    }
+    // The name: word (. word)*.
+    if !matches!(sig.get(j).map(|&i| &tokens[i]), Some(Token::Word(_))) {
+        return None;
+    }
+    j += 1;
+    while matches!(sig.get(j).map(|&i| &tokens[i]), Some(Token::Period)) {
+        j += 2;
+    }
+    if word(j, "with") {
+        return None; // other options too: left to the parser's error
+    }
+    let at = sig.get(j - 1)? + 1;
+    let text = |ts: &[Token]| ts.iter().map(ToString::to_string).collect::<String>();
+    Some(format!(
+        "{} WITH ({EMIT_ON_CLOSE_OPTION} = true){}",
+        text(&tokens[..at]),
+        text(&tokens[at..])
+    ))
+}
+
 /// What the lowering needs beyond the plan.
 pub struct LowerOptions {
     /// Which columns of an input (by name) carry a watermark: a source's
@@ -267,7 +316,12 @@ fn lower_windows(
         .enumerate()
         .map(|(i, fld)| {
             if i == column {
-                Field::new(fld.name(), time_type.clone(), true)
+                // Named as the time column, for the rows late_events keeps.
+                let name = match &time {
+                    Expr::Column(c) => c.name.clone(),
+                    _ => fld.name().clone(),
+                };
+                Field::new(name, time_type.clone(), true)
             } else {
                 fld.as_ref().clone()
             }
@@ -801,4 +855,29 @@ fn lower_aggregate(
         input_types,
         Arc::new(agg.schema.as_arrow().clone()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emit_on_window_close_is_split_and_mended() {
+        assert_eq!(
+            split_emit_on_close("SELECT 1 FROM t emit  ON window\nclose ;"),
+            ("SELECT 1 FROM t", true)
+        );
+        assert_eq!(split_emit_on_close("SELECT 1"), ("SELECT 1", false));
+        assert_eq!(
+            mend_emit_on_close(
+                "create materialized view if not exists public.\"V\" as select a from t emit on window close"
+            )
+            .as_deref(),
+            Some(
+                "create materialized view if not exists public.\"V\" WITH (emit_on_window_close = true) as select a from t"
+            )
+        );
+        assert_eq!(mend_emit_on_close("SELECT 'emit on window close'"), None);
+        assert_eq!(mend_emit_on_close("CREATE MATERIALIZED VIEW v AS SELECT 1"), None);
+    }
 }
