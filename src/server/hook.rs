@@ -108,13 +108,14 @@ impl LakeHook {
             ));
         }
         let mut emit_on_close = false;
-        if let datafusion::sql::sqlparser::ast::CreateTableOptions::With(options) = &create.options {
+        if let datafusion::sql::sqlparser::ast::CreateTableOptions::With(options) = &create.options
+        {
             for o in options {
                 match o {
                     datafusion::sql::sqlparser::ast::SqlOption::KeyValue { key, value }
-                        if key.value.eq_ignore_ascii_case(
-                            crate::sql::view_plan::EMIT_ON_CLOSE_OPTION,
-                        ) =>
+                        if key
+                            .value
+                            .eq_ignore_ascii_case(crate::sql::view_plan::EMIT_ON_CLOSE_OPTION) =>
                     {
                         emit_on_close = value.to_string().eq_ignore_ascii_case("true");
                     }
@@ -149,13 +150,7 @@ impl LakeHook {
             query.push_str(" EMIT ON WINDOW CLOSE");
         }
         self.lake
-            .create_view(
-                &name,
-                &query,
-                create.if_not_exists,
-                ctx,
-                None,
-            )
+            .create_view(&name, &query, create.if_not_exists, ctx, None)
             .await?;
         Ok(Response::Execution(Tag::new("CREATE MATERIALIZED VIEW")))
     }

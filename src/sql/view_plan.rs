@@ -23,13 +23,14 @@ use crate::error::{Error, Result};
 use crate::stream::graph::{Node, NodeKind};
 use crate::stream::late_events::LateSink;
 use crate::stream::message::Watermarks;
-use crate::stream::ops::window_assign::WindowAssignOperator;
 use crate::stream::ops::filter::FilterOperator;
 use crate::stream::ops::hash_agg::{AggKind, AggSpec, HashAggOperator};
 use crate::stream::ops::hash_join::{HashJoinOperator, JoinKind};
 use crate::stream::ops::project::ProjectOperator;
+use crate::stream::ops::session_window::SessionWindowOperator;
 use crate::stream::ops::top_n::{Numbering, TopNOperator, TopNSpec};
 use crate::stream::ops::union::UnionOperator;
+use crate::stream::ops::window_assign::WindowAssignOperator;
 
 /// A planned view: its inputs (tables or views) and the operator tree.
 pub struct ViewPlan {
@@ -78,7 +79,9 @@ pub fn mend_emit_on_close(query: &str) -> Option<String> {
     let (body, true) = split_emit_on_close(query) else {
         return None;
     };
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, body).tokenize().ok()?;
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, body)
+        .tokenize()
+        .ok()?;
     let sig: Vec<usize> = (0..tokens.len())
         .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
         .collect();
@@ -244,14 +247,16 @@ pub fn lower(state: &SessionState, plan: &LogicalPlan, options: &LowerOptions) -
     if inputs.is_empty() {
         return Err(unsupported("a view without a base table"));
     }
-    let input_watermarks: Vec<Watermarks> =
-        inputs.iter().map(|i| (options.input_watermarks)(i)).collect();
+    let input_watermarks: Vec<Watermarks> = inputs
+        .iter()
+        .map(|i| (options.input_watermarks)(i))
+        .collect();
     let mut closing = 0;
     let watermarks = plan_windows(&mut root, &input_watermarks, options, &mut closing);
     if options.emit_on_close && closing == 0 {
         return Err(Error::FeatureNotSupported(
             "EMIT ON WINDOW CLOSE needs a GROUP BY on window_start or window_end of TUMBLE or HOP \
-             over an input with a watermark (WATERMARK FOR on its source)"
+             (window_end of SESSION) over an input with a watermark (WATERMARK FOR on its source)"
                 .into(),
         ));
     }
@@ -363,8 +368,32 @@ fn lower_node(
             if scan.fetch.is_some() {
                 return Err(unsupported("LIMIT"));
             }
-            inputs.push(name);
-            let mut node = Node::leaf(inputs.len() - 1);
+            let session = datafusion::datasource::source_as_provider(&scan.source)
+                .ok()
+                .filter(|p| p.as_any().is::<crate::sql::session::SessionProvider>());
+            let mut node = match &session {
+                Some(p) => {
+                    let sp = p
+                        .as_any()
+                        .downcast_ref::<crate::sql::session::SessionProvider>()
+                        .expect("checked");
+                    let input_schema = Arc::new(sp.input.schema().as_arrow().clone());
+                    lower_node(state, &sp.input, inputs, options)?.then(
+                        SessionWindowOperator::try_new(
+                            sp.keys.clone(),
+                            sp.time,
+                            sp.gap,
+                            &input_schema,
+                            p.schema(),
+                            options.late.clone(),
+                        )?,
+                    )
+                }
+                None => {
+                    inputs.push(name);
+                    Node::leaf(inputs.len() - 1)
+                }
+            };
             // The feed carries whole rows; the scan's projection picks columns.
             let source_schema = DFSchema::try_from(scan.source.schema().as_ref().clone())?;
             if !scan.filters.is_empty() {
@@ -878,6 +907,9 @@ mod tests {
             )
         );
         assert_eq!(mend_emit_on_close("SELECT 'emit on window close'"), None);
-        assert_eq!(mend_emit_on_close("CREATE MATERIALIZED VIEW v AS SELECT 1"), None);
+        assert_eq!(
+            mend_emit_on_close("CREATE MATERIALIZED VIEW v AS SELECT 1"),
+            None
+        );
     }
 }
