@@ -884,6 +884,9 @@ pub struct ViewTable {
     /// Which output columns carry a watermark (planning placeholders),
     /// for views defined over this one.
     pub watermarks: Watermarks,
+    /// The view only ever gains rows (EMIT ON WINDOW CLOSE, filters of a
+    /// source, …).
+    pub append_only: bool,
     pub contents: Arc<ViewContents>,
     /// Where downstream views subscribe.
     pub control: mpsc::Sender<Control>,

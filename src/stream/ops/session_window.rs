@@ -240,6 +240,14 @@ impl Operator for SessionWindowOperator {
         "session_window"
     }
 
+    fn describe(&self) -> String {
+        format!(
+            "session_window ({} key columns, gap {} µs; sessions closed by the watermark are released)",
+            self.keys.len(),
+            self.gap
+        )
+    }
+
     fn process(&mut self, chunk: Chunk, _out: &mut Vec<Chunk>) -> Result<()> {
         let batch = &chunk.batch;
         let times = micros_array(batch.column(self.time))?;
