@@ -92,10 +92,12 @@ pub fn mend_emit_on_close(query: &str) -> Option<String> {
             |&i| matches!(&tokens[i], Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w)),
         )
     };
-    if !(word(0, "create") && word(1, "materialized") && word(2, "view")) {
+    // Also under EXPLAIN.
+    let e = usize::from(word(0, "explain"));
+    if !(word(e, "create") && word(e + 1, "materialized") && word(e + 2, "view")) {
         return None;
     }
-    let mut j = 3;
+    let mut j = e + 3;
     if word(j, "if") && word(j + 1, "not") && word(j + 2, "exists") {
         j += 3;
     }
