@@ -549,3 +549,100 @@ async fn windowed_views_over_kafka_equal_the_oracle_given_the_watermark_rule() {
         run_seed(&broker, &pg, seed).await;
     }
 }
+
+/// Every snapshot of `tables` as pyiceberg sees it
+/// (tests/python/iceberg_operations.py).
+fn iceberg_operations(server: &Server, tables: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec![server.catalog_db().to_str().unwrap().to_string()];
+    args.extend(tables.iter().map(|t| format!("public.{t}")));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    crate::support::run_python("iceberg_operations.py", &args, &[])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// An EMIT ON WINDOW CLOSE view is append-only, and so is its Iceberg
+/// table: every snapshot an append without delete files, across rounds
+/// that close windows, update open ones and bring late events; its rows
+/// equal SELECT. The same windows without EOWC (rows that change) are the
+/// control: their table does get deletes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_iceberg_table_of_an_eowc_view_gets_appends_only() {
+    let broker = Broker::start();
+    broker.create_topic("eowc_iceberg", 1).await;
+    let server = Server::start_with(ServerOptions {
+        flags: vec![("barrier_interval".into(), "1h".into())],
+        ..ServerOptions::default()
+    });
+    let c = server.client().await;
+    c.batch_execute(&format!(
+        "CREATE SOURCE ev (id BIGINT, k VARCHAR, v BIGINT, ts TIMESTAMP, \
+         WATERMARK FOR ts AS ts - INTERVAL '10 seconds') \
+         WITH (connector = 'kafka', topic = 'eowc_iceberg', \
+         properties.bootstrap.server = '{}', watermark.idle_timeout = '1h') \
+         FORMAT PLAIN ENCODE JSON",
+        broker.bootstrap()
+    ))
+    .await
+    .unwrap();
+    let body = "SELECT k, window_start, window_end, count(*) AS n, sum(v) AS total, max(v) AS hi \
+                FROM TUMBLE(ev, ts, INTERVAL '1 minute') GROUP BY k, window_start, window_end";
+    c.batch_execute(&format!(
+        "CREATE MATERIALIZED VIEW closed_1m AS {body} EMIT ON WINDOW CLOSE"
+    ))
+    .await
+    .unwrap();
+    c.batch_execute(&format!("CREATE MATERIALIZED VIEW live_1m AS {body}"))
+        .await
+        .unwrap();
+    let producer = broker.producer();
+    let mut rng = Rng(0x5EED_1CEB);
+    let mut next_id = 0;
+    for round in 1..=6 {
+        let events = round_events(&mut rng, round, &mut next_id);
+        let json: Vec<String> = events.iter().map(Event::json).collect();
+        produce(
+            &producer,
+            "eowc_iceberg",
+            json.iter().map(|j| Record::new(j.as_bytes())).collect(),
+        )
+        .await;
+        c.batch_execute("FLUSH").await.unwrap();
+    }
+    let late = rows(
+        &c,
+        "SELECT count(*) FROM streamlake.late_events WHERE view = 'closed_1m'",
+    )
+    .await;
+    assert_ne!(late[0][0], "0", "the rounds should bring late events");
+    let tables = iceberg_operations(&server, &["closed_1m", "live_1m"]);
+    let (closed, live) = (&tables[0], &tables[1]);
+    let snapshots = closed["snapshots"].as_array().unwrap();
+    assert!(
+        snapshots.len() >= 3,
+        "closed_1m: one snapshot per FLUSH that closed windows: {closed}"
+    );
+    for s in snapshots {
+        assert_eq!(s["operation"], "append", "closed_1m: {s}");
+        assert_eq!(s["delete_files"], 0, "closed_1m: {s}");
+        assert!(
+            s["added_delete_files"].is_null() || s["added_delete_files"] == "0",
+            "closed_1m: {s}"
+        );
+    }
+    assert!(
+        live["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["operation"] != "append" || s["delete_files"] != 0),
+        "live_1m's rows change, its table should have deletes: {live}"
+    );
+    for (name, table) in [("closed_1m", closed), ("live_1m", live)] {
+        let want = crate::python::pgwire_rows(&c, &format!("SELECT * FROM {name}")).await;
+        let got: Vec<Vec<Option<String>>> = serde_json::from_value(table["rows"].clone()).unwrap();
+        assert!(!want.is_empty(), "{name} is empty");
+        assert_eq!(got, want, "pyiceberg disagrees with SELECT on {name}");
+    }
+}
