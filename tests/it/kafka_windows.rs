@@ -345,7 +345,7 @@ fn round_events(rng: &mut Rng, round: i64, next_id: &mut i64) -> Vec<Event> {
         .map(|t| match rng.below(6) {
             // On a 5 s grid often, so events land on window bounds and on
             // the watermark exactly; sometimes half a second off.
-            0 | 1 | 2 => t - t.rem_euclid(5 * S),
+            0..=2 => t - t.rem_euclid(5 * S),
             3 => t - t.rem_euclid(S) + 500,
             _ => t - t.rem_euclid(S),
         });
@@ -645,4 +645,188 @@ async fn the_iceberg_table_of_an_eowc_view_gets_appends_only() {
         assert!(!want.is_empty(), "{name} is empty");
         assert_eq!(got, want, "pyiceberg disagrees with SELECT on {name}");
     }
+}
+
+/// The server's resident set size (VmRSS), in kB.
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Waits until the server has counted at least `n` bids; returns the
+/// count reached.
+async fn bids_at_least(c: &Client, n: u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        c.batch_execute("FLUSH").await.unwrap();
+        let got: u64 = rows(c, "SELECT n FROM bid_count").await[0][0]
+            .parse()
+            .unwrap();
+        if got >= n {
+            return got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {got} of {n} bids after 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Memory stays flat through Nexmark bids into TUMBLE and HOP windows
+/// with EMIT ON WINDOW CLOSE (per-window distinct sets of the event times,
+/// ~100,000 values a window, released when the window closes; the same
+/// set over all bids, checked by hand, grows the RSS past the margin): the server's RSS after 2N events is within a
+/// margin of its RSS after N (the short CI version of issue 10's 10M/50M
+/// measurement).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_flat_through_eowc_windows_over_nexmark() {
+    const N: u64 = 600_000;
+    let server = Server::start();
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE SOURCE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, \
+         url VARCHAR, date_time TIMESTAMP, extra VARCHAR, \
+         WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND) \
+         WITH (connector = 'nexmark', nexmark.table.type = 'Bid', \
+         nexmark.min.event.gap.in.ns = '10000')",
+    )
+    .await
+    .unwrap();
+    c.batch_execute(
+        "CREATE MATERIALIZED VIEW bid_10s AS \
+         SELECT window_start, window_end, count(*) AS n, max(price) AS top, \
+                count(DISTINCT auction) AS auctions, count(DISTINCT date_time) AS times \
+         FROM TUMBLE(bid, date_time, INTERVAL '10' SECOND) \
+         GROUP BY window_start, window_end EMIT ON WINDOW CLOSE",
+    )
+    .await
+    .unwrap();
+    c.batch_execute(
+        "CREATE MATERIALIZED VIEW bid_hop AS \
+         SELECT window_start, count(*) AS n, count(DISTINCT date_time) AS times \
+         FROM HOP(bid, date_time, INTERVAL '2' SECOND, INTERVAL '10' SECOND) \
+         GROUP BY window_start EMIT ON WINDOW CLOSE",
+    )
+    .await
+    .unwrap();
+    c.batch_execute("CREATE MATERIALIZED VIEW bid_count AS SELECT count(*) AS n FROM bid")
+        .await
+        .unwrap();
+    let pid = server.pid().unwrap();
+    let started = std::time::Instant::now();
+    // Warm-up: allocator arenas and the first windows.
+    bids_at_least(&c, N / 2).await;
+    let at_n = bids_at_least(&c, N).await;
+    let rss_n = rss_kb(pid);
+    let at_2n = bids_at_least(&c, 2 * N).await;
+    let rss_2n = rss_kb(pid);
+    let windows: u64 = rows(&c, "SELECT count(*) FROM bid_10s").await[0][0]
+        .parse()
+        .unwrap();
+    eprintln!(
+        "memory: {at_n} bids: {rss_n} kB; {at_2n} bids: {rss_2n} kB; {windows} closed 10 s windows; {:?}",
+        started.elapsed()
+    );
+    assert!(windows >= 2, "windows should close as the bids go by");
+    // Every closed window's count is final and adds up with what is open.
+    let closed: u64 = rows(&c, "SELECT sum(n) FROM bid_10s").await[0][0]
+        .parse()
+        .unwrap();
+    assert!(closed <= at_2n && closed > 0);
+    assert!(
+        rss_2n <= rss_n + rss_n / 20 + 8 * 1024,
+        "RSS grew from {rss_n} kB after {at_n} bids to {rss_2n} kB after {at_2n}"
+    );
+}
+
+/// Late events of a view that reads the source directly name the record
+/// they came from (SQL.md §5: partition and offset are NULL only when the
+/// view does not read the source directly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "product bug: streamlake.late_events.partition and \"offset\" are always NULL (src/stream/late_events.rs to_batch appends nulls; the window operators never see the record's partition/offset)"]
+async fn late_events_name_the_partition_and_offset_of_their_record() {
+    let broker = Broker::start();
+    broker.create_topic("late_where", 2).await;
+    let server = Server::start();
+    let c = server.client().await;
+    c.batch_execute(&format!(
+        "CREATE SOURCE ev (id BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '1 second') \
+         WITH (connector = 'kafka', topic = 'late_where', \
+         properties.bootstrap.server = '{}', watermark.idle_timeout = '1h') \
+         FORMAT PLAIN ENCODE JSON",
+        broker.bootstrap()
+    ))
+    .await
+    .unwrap();
+    c.batch_execute(
+        "CREATE MATERIALIZED VIEW w AS SELECT window_start, count(*) AS n \
+         FROM TUMBLE(ev, ts, INTERVAL '10 seconds') GROUP BY window_start",
+    )
+    .await
+    .unwrap();
+    let producer = broker.producer();
+    for (p, json) in [
+        (0, r#"{"id":1,"ts":"2026-01-01 00:00:30"}"#),
+        (1, r#"{"id":2,"ts":"2026-01-01 00:00:40"}"#),
+    ] {
+        let mut r = Record::new(json.as_bytes());
+        r.partition = Some(p);
+        produce(&producer, "late_where", vec![r]).await;
+    }
+    c.batch_execute("FLUSH").await.unwrap();
+    // Partition 1, offset 1: late for [00:00:00, 00:00:10).
+    let mut r = Record::new(br#"{"id":3,"ts":"2026-01-01 00:00:05"}"#);
+    r.partition = Some(1);
+    produce(&producer, "late_where", vec![r]).await;
+    c.batch_execute("FLUSH").await.unwrap();
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT source, partition, \"offset\" FROM streamlake.late_events"
+        )
+        .await,
+        vec![vec!["ev".to_string(), "1".to_string(), "1".to_string()]]
+    );
+}
+
+/// `EMIT ON WINDOW CLOSE` belongs to the statement it ends, also in a
+/// query string of several statements (psql -c, batch_execute, scripts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "product bug: the EOWC clause is looked for only at the end of the whole query string (src/server/front.rs -> view_plan::mend_emit_on_close), so in 'CREATE … b …; CREATE … a … EMIT ON WINDOW CLOSE' view b gets EOWC and a does not; with the clause on the first statement the string fails with 42601"]
+async fn emit_on_window_close_in_a_multi_statement_query() {
+    let server = Server::start();
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE SOURCE ev (k VARCHAR, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '5 seconds') \
+         WITH (connector = 'datagen', datagen.rows.per.second = '1')",
+    )
+    .await
+    .unwrap();
+    let body = "SELECT window_start, count(*) AS n FROM TUMBLE(ev, ts, INTERVAL '1 minute') \
+                GROUP BY window_start";
+    c.batch_execute(&format!(
+        "CREATE MATERIALIZED VIEW b AS {body}; CREATE MATERIALIZED VIEW a AS {body} EMIT ON WINDOW CLOSE"
+    ))
+    .await
+    .unwrap();
+    c.batch_execute(&format!(
+        "CREATE MATERIALIZED VIEW d AS {body} EMIT ON WINDOW CLOSE; CREATE MATERIALIZED VIEW e AS {body}"
+    ))
+    .await
+    .unwrap();
+    let eowc = rows(
+        &c,
+        "SELECT matviewname, definition LIKE '%EMIT ON WINDOW CLOSE' FROM pg_matviews ORDER BY 1",
+    )
+    .await;
+    let want: Vec<Vec<String>> = [("a", "t"), ("b", "f"), ("d", "t"), ("e", "f")]
+        .iter()
+        .map(|(n, e)| vec![n.to_string(), e.to_string()])
+        .collect();
+    assert_eq!(eowc, want);
 }
