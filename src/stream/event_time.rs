@@ -55,9 +55,9 @@ pub fn micros_scalar(micros: i64, t: &DataType) -> Option<ScalarValue> {
         DataType::Timestamp(TimeUnit::Nanosecond, tz) => {
             ScalarValue::TimestampNanosecond(Some(micros.checked_mul(1_000)?), tz.clone())
         }
-        DataType::Date32 => ScalarValue::Date32(Some(
-            i32::try_from(micros.div_euclid(86_400_000_000)).ok()?,
-        )),
+        DataType::Date32 => {
+            ScalarValue::Date32(Some(i32::try_from(micros.div_euclid(86_400_000_000)).ok()?))
+        }
         DataType::Date64 => ScalarValue::Date64(Some(micros.div_euclid(1_000))),
         _ => return None,
     })
@@ -85,10 +85,14 @@ fn monotone_source(expr: &Arc<dyn PhysicalExpr>) -> Option<(usize, bool)> {
         return Some((c.index(), true));
     }
     if let Some(c) = any.downcast_ref::<CastExpr>() {
-        return is_time(c.cast_type()).then(|| monotone_source(c.expr())).flatten();
+        return is_time(c.cast_type())
+            .then(|| monotone_source(c.expr()))
+            .flatten();
     }
     if let Some(c) = any.downcast_ref::<TryCastExpr>() {
-        return is_time(c.cast_type()).then(|| monotone_source(c.expr())).flatten();
+        return is_time(c.cast_type())
+            .then(|| monotone_source(c.expr()))
+            .flatten();
     }
     let is_lit = |e: &Arc<dyn PhysicalExpr>| e.as_any().downcast_ref::<Literal>().is_some();
     if let Some(b) = any.downcast_ref::<BinaryExpr>() {
@@ -173,7 +177,11 @@ mod tests {
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
             Field::new("a", DataType::Int64, false),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
         ]))
     }
 
@@ -221,7 +229,9 @@ mod tests {
             assert_eq!(scalar_micros(&v), Some(1_234_000));
         }
         assert_eq!(
-            scalar_micros(&micros_scalar(-1, &DataType::Timestamp(TimeUnit::Millisecond, None)).unwrap()),
+            scalar_micros(
+                &micros_scalar(-1, &DataType::Timestamp(TimeUnit::Millisecond, None)).unwrap()
+            ),
             Some(-1000)
         );
     }

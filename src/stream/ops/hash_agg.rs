@@ -51,8 +51,8 @@ use datafusion::scalar::ScalarValue;
 
 use crate::error::{Error, Result};
 use crate::stream::chunk::{Chunk, Op};
-use crate::stream::exact::{NumState, NumericAgg, NumericFunc, NumericInput, Spread};
 use crate::stream::event_time::{micros_array, scalar_micros};
+use crate::stream::exact::{NumState, NumericAgg, NumericFunc, NumericInput, Spread};
 use crate::stream::late_events::{LateEvent, LateSink, row_json};
 use crate::stream::message::{ColumnWatermark, Epoch, Watermarks, watermark_of};
 use crate::stream::operator::Operator;

@@ -110,10 +110,7 @@ impl Operator for WindowAssignOperator {
                             });
                         }
                     } else {
-                        tracing::debug!(
-                            window_start = s,
-                            "retraction for a closed window dropped"
-                        );
+                        tracing::debug!(window_start = s, "retraction for a closed window dropped");
                     }
                     continue;
                 }
@@ -203,7 +200,10 @@ mod tests {
     fn text(out: &[Chunk]) -> Vec<(i64, i64)> {
         out.iter()
             .flat_map(|c| {
-                let k = c.batch.column(0).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                let k = c
+                    .batch
+                    .column(0)
+                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
                 let s = c.batch.column(1).as_primitive::<TimestampMicrosecondType>();
                 (0..c.num_rows())
                     .map(|i| (k.value(i), s.value(i) / S))
@@ -217,7 +217,10 @@ mod tests {
         let mut op = WindowAssignOperator::new(1, 2 * S, 6 * S, 0, schema(), None);
         let mut out = Vec::new();
         op.process(chunk(&[(1, 7 * S), (2, 0)]), &mut out).unwrap();
-        assert_eq!(text(&out), vec![(1, 2), (1, 4), (1, 6), (2, -4), (2, -2), (2, 0)]);
+        assert_eq!(
+            text(&out),
+            vec![(1, 2), (1, 4), (1, 6), (2, -4), (2, -2), (2, 0)]
+        );
     }
 
     #[test]
@@ -237,16 +240,26 @@ mod tests {
             Arc::new(move |e| late.lock().unwrap().push(e))
         };
         let mut op = WindowAssignOperator::new(1, 5 * S, 10 * S, 0, schema(), Some(sink));
-        let wm = [None, Some(ColumnWatermark { micros: 20 * S, window: false })];
+        let wm = [
+            None,
+            Some(ColumnWatermark {
+                micros: 20 * S,
+                window: false,
+            }),
+        ];
         assert_eq!(
             op.output_watermarks(&wm)[1],
-            Some(ColumnWatermark { micros: 10 * S + 1, window: true })
+            Some(ColumnWatermark {
+                micros: 10 * S + 1,
+                window: true
+            })
         );
         op.on_watermarks(&wm);
         let mut out = Vec::new();
         // 12 s: windows [5, 15) closed, [10, 20) closed (ends at the
         // watermark), none open. 19 s: [10, 20) closed, [15, 25) open.
-        op.process(chunk(&[(1, 12 * S), (2, 19 * S)]), &mut out).unwrap();
+        op.process(chunk(&[(1, 12 * S), (2, 19 * S)]), &mut out)
+            .unwrap();
         assert_eq!(text(&out), vec![(2, 15)]);
         let late = late.lock().unwrap();
         assert_eq!(late.len(), 3);
