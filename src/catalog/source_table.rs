@@ -53,22 +53,10 @@ impl SourceTable {
     /// The source's columns' watermarks for planning: its `WATERMARK FOR`
     /// column, if it has one (the value is a placeholder).
     pub fn static_watermarks(&self) -> crate::stream::message::Watermarks {
-        let Ok(def) = crate::sql::source_ddl::parse(&self.definition) else {
-            return Vec::new();
-        };
-        let Some((column, _)) = def.watermark else {
-            return Vec::new();
-        };
-        let schema = datafusion::datasource::TableProvider::schema(self);
-        let Some(i) = schema.fields().iter().position(|f| f.name() == &column) else {
-            return Vec::new();
-        };
-        let mut w = vec![None; schema.fields().len()];
-        w[i] = Some(crate::stream::message::ColumnWatermark {
-            micros: 0,
-            window: false,
-        });
-        w
+        definition_watermarks(
+            &self.definition,
+            &datafusion::datasource::TableProvider::schema(self),
+        )
     }
 
     /// The topic, or the generator's connector name.
@@ -172,4 +160,27 @@ impl PartitionStream for BoundedRead {
         .flatten();
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
     }
+}
+
+/// The watermarked column of a source or connector table defined by
+/// `definition` whose rows have `schema`, for planning (placeholder value).
+pub fn definition_watermarks(
+    definition: &str,
+    schema: &datafusion::arrow::datatypes::Schema,
+) -> crate::stream::message::Watermarks {
+    let Ok(def) = crate::sql::source_ddl::parse(definition) else {
+        return Vec::new();
+    };
+    let Some((column, _)) = def.watermark else {
+        return Vec::new();
+    };
+    let Some(i) = schema.fields().iter().position(|f| f.name() == &column) else {
+        return Vec::new();
+    };
+    let mut w = vec![None; schema.fields().len()];
+    w[i] = Some(crate::stream::message::ColumnWatermark {
+        micros: 0,
+        window: false,
+    });
+    w
 }

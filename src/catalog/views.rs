@@ -77,28 +77,7 @@ impl super::Lake {
         // The optimizer turns a single DISTINCT aggregate into aggregation
         // over aggregation, which the runtime maintains; other DISTINCT
         // aggregates reach the lowering and are refused there by name.
-        let (body, emit_on_close) = view_plan::split_emit_on_close(query);
-        let df = ctx.sql(body).await?;
-        view_plan::refuse_volatile(df.logical_plan())?;
-        let plan = df.into_optimized_plan()?;
-        let public = self.public.clone();
-        let reads_source = plan_sources(&plan)
-            .into_iter()
-            .find(|t| self.public.source(t).is_some());
-        let options = view_plan::LowerOptions {
-            input_watermarks: Box::new(move |input: &str| {
-                if let Some(v) = public.view(input) {
-                    v.watermarks.clone()
-                } else if let Some(s) = public.source(input) {
-                    s.static_watermarks()
-                } else {
-                    Vec::new()
-                }
-            }),
-            emit_on_close,
-            late: Some(self.late_events.sink(name, reads_source)),
-        };
-        let lowered = view_plan::lower(&ctx.state(), &plan, &options)?;
+        let lowered = self.plan_view(name, query, ctx).await?;
 
         let created = existing.is_none();
         let storage = match existing {
@@ -128,6 +107,80 @@ impl super::Lake {
         // Not FLUSH: another view's failure is not this statement's.
         self.end_epoch().await?;
         Ok(true)
+    }
+
+    /// Plans a view (without starting it): the query through DataFusion,
+    /// then the lowering, knowing which inputs carry watermarks.
+    async fn plan_view(
+        &self,
+        name: &str,
+        query: &str,
+        ctx: &SessionContext,
+    ) -> Result<view_plan::ViewPlan> {
+        let (plan, options) = self.view_options(name, query, ctx).await?;
+        view_plan::lower(&ctx.state(), &plan, &options)
+    }
+
+    /// `EXPLAIN CREATE MATERIALIZED VIEW`: the streaming plan's lines.
+    pub async fn explain_view(
+        &self,
+        name: &str,
+        query: &str,
+        ctx: &SessionContext,
+    ) -> Result<Vec<String>> {
+        let (plan, options) = self.view_options(name, query, ctx).await?;
+        let lowered = view_plan::lower(&ctx.state(), &plan, &options)?;
+        Ok(view_plan::explain(&lowered, &options))
+    }
+
+    async fn view_options(
+        &self,
+        name: &str,
+        query: &str,
+        ctx: &SessionContext,
+    ) -> Result<(
+        datafusion::logical_expr::LogicalPlan,
+        view_plan::LowerOptions,
+    )> {
+        let (body, emit_on_close) = view_plan::split_emit_on_close(query);
+        let df = ctx.sql(body).await?;
+        view_plan::refuse_volatile(df.logical_plan())?;
+        let plan = df.into_optimized_plan()?;
+        let public = self.public.clone();
+        let public_ao = self.public.clone();
+        let reads_source = plan_sources(&plan)
+            .into_iter()
+            .find(|t| self.public.source(t).is_some());
+        let options = view_plan::LowerOptions {
+            input_watermarks: Box::new(move |input: &str| {
+                if let Some(v) = public.view(input) {
+                    v.watermarks.clone()
+                } else if let Some(s) = public.source(input) {
+                    s.static_watermarks()
+                } else if let Some(t) = public.get(input)
+                    && let Some(sql) = t.properties().get(super::sources::CONNECTOR_SQL_PROPERTY)
+                {
+                    super::source_table::definition_watermarks(sql, &t.arrow_schema())
+                } else {
+                    Vec::new()
+                }
+            }),
+            emit_on_close,
+            late: Some(self.late_events.sink(name, reads_source)),
+            input_append_only: Box::new(move |input: &str| {
+                if let Some(v) = public_ao.view(input) {
+                    v.append_only
+                } else if public_ao.source(input).is_some() {
+                    true
+                } else {
+                    public_ao.get(input).is_some_and(|t| {
+                        t.properties()
+                            .contains_key(super::sources::CONNECTOR_SQL_PROPERTY)
+                    })
+                }
+            }),
+        };
+        Ok((plan, options))
     }
 
     /// Subscribes a view to its inputs, starts its task and registers it.
@@ -164,6 +217,7 @@ impl super::Lake {
         }
         drop(paused);
         let watermarks = lowered.watermarks.clone();
+        let append_only = lowered.append_only;
         let upstream = lowered
             .inputs
             .iter()
@@ -200,6 +254,7 @@ impl super::Lake {
             Arc::new(ViewTable {
                 name: name.to_string(),
                 watermarks,
+                append_only,
                 definition: query.to_string(),
                 contents,
                 control: control_tx,

@@ -99,8 +99,48 @@ impl LakeHook {
     }
 
     async fn create_view(&self, statement: &Statement, ctx: &SessionContext) -> Result<Response> {
+        let (name, query, if_not_exists) = view_definition(statement)?;
+        self.lake
+            .create_view(&name, &query, if_not_exists, ctx, None)
+            .await?;
+        Ok(Response::Execution(Tag::new("CREATE MATERIALIZED VIEW")))
+    }
+
+    /// `EXPLAIN CREATE MATERIALIZED VIEW …`: the streaming plan as rows of
+    /// one text column, like PostgreSQL's EXPLAIN.
+    async fn explain_view(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+    ) -> Result<datafusion::dataframe::DataFrame> {
+        let Statement::Explain { statement, .. } = statement else {
+            return Err(Error::Internal("not an EXPLAIN".into()));
+        };
+        let (name, query, _) = view_definition(statement)?;
+        let lines = self.lake.explain_view(&name, &query, ctx).await?;
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+            datafusion::arrow::datatypes::Field::new(
+                "QUERY PLAN",
+                datafusion::arrow::datatypes::DataType::Utf8,
+                false,
+            ),
+        ]));
+        let batch = datafusion::arrow::array::RecordBatch::try_new(
+            schema,
+            vec![Arc::new(datafusion::arrow::array::StringArray::from(lines))],
+        )?;
+        Ok(ctx.read_batch(batch)?)
+    }
+}
+
+/// A CREATE MATERIALIZED VIEW's name, query (with `EMIT ON WINDOW CLOSE`
+/// appended when the option says so) and IF NOT EXISTS.
+fn view_definition(statement: &Statement) -> Result<(String, String, bool)> {
+    {
         let Statement::CreateView(create) = statement else {
-            return Err(Error::Internal("not a CREATE VIEW".into()));
+            return Err(Error::FeatureNotSupported(
+                "EXPLAIN of this statement is not supported; EXPLAIN a query or a CREATE MATERIALIZED VIEW".into(),
+            ));
         };
         if !create.materialized {
             return Err(Error::FeatureNotSupported(
@@ -108,13 +148,14 @@ impl LakeHook {
             ));
         }
         let mut emit_on_close = false;
-        if let datafusion::sql::sqlparser::ast::CreateTableOptions::With(options) = &create.options {
+        if let datafusion::sql::sqlparser::ast::CreateTableOptions::With(options) = &create.options
+        {
             for o in options {
                 match o {
                     datafusion::sql::sqlparser::ast::SqlOption::KeyValue { key, value }
-                        if key.value.eq_ignore_ascii_case(
-                            crate::sql::view_plan::EMIT_ON_CLOSE_OPTION,
-                        ) =>
+                        if key
+                            .value
+                            .eq_ignore_ascii_case(crate::sql::view_plan::EMIT_ON_CLOSE_OPTION) =>
                     {
                         emit_on_close = value.to_string().eq_ignore_ascii_case("true");
                     }
@@ -148,18 +189,16 @@ impl LakeHook {
         if emit_on_close {
             query.push_str(" EMIT ON WINDOW CLOSE");
         }
-        self.lake
-            .create_view(
-                &name,
-                &query,
-                create.if_not_exists,
-                ctx,
-                None,
-            )
-            .await?;
-        Ok(Response::Execution(Tag::new("CREATE MATERIALIZED VIEW")))
+        Ok((name, query, create.if_not_exists))
     }
+}
 
+/// `EXPLAIN CREATE [MATERIALIZED] VIEW …`.
+fn is_explain_view(statement: &Statement) -> bool {
+    matches!(statement, Statement::Explain { statement, .. } if matches!(statement.as_ref(), Statement::CreateView(_)))
+}
+
+impl LakeHook {
     async fn run_dml(
         &self,
         statement: &Statement,
@@ -425,6 +464,14 @@ impl LakeHook {
             // Prepared, SHOW TABLES is the plan made at Parse (see
             // `parse`), run by datafusion-postgres in the result format
             // the client bound.
+            s if is_explain_view(s) && prepared.is_some() => return None,
+            s if is_explain_view(s) => match self.explain_view(s, ctx).await {
+                Ok(df) => encode_dataframe(df, &Format::UnifiedText, None)
+                    .await
+                    .map(Response::Query)
+                    .map_err(|e| Error::Internal(format!("encoding EXPLAIN: {e}"))),
+                Err(e) => Err(e),
+            },
             Statement::ShowTables { .. } if prepared.is_some() => return None,
             Statement::ShowTables { .. } => self.show_tables(ctx, &Format::UnifiedText).await,
             _ => return None,
@@ -456,6 +503,10 @@ impl LakeHook {
             s if is_drop_table(s) => Some(Ok(empty_plan())),
             Statement::ShowTables { .. } => Some(
                 async { Ok::<_, Error>(ctx.sql(SHOW_TABLES).await?.logical_plan().clone()) }.await,
+            ),
+            s if is_explain_view(s) => Some(
+                async { Ok::<_, Error>(self.explain_view(s, ctx).await?.logical_plan().clone()) }
+                    .await,
             ),
             // Planned as the statement it runs, so that Describe announces
             // its columns (DataFusion's EXECUTE plan has none, and its rows

@@ -140,6 +140,12 @@ impl Engine {
                 )),
             );
         }
+        for name in ["session", "SESSION", "Session"] {
+            ctx.register_udtf(
+                name,
+                Arc::new(crate::sql::session::SessionFunction::new(resolve.clone())),
+            );
+        }
         lake.restore_views(&ctx).await?;
         lake.start_rebuilder(ctx.clone());
         // Periodic barriers keep views fresh without FLUSH: an epoch every

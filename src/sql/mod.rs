@@ -12,6 +12,7 @@ pub mod pg_aggregates;
 pub mod pg_round;
 pub mod pg_text_cast;
 pub mod pg_to_char;
+pub mod session;
 pub mod source_ddl;
 pub mod view_plan;
 pub mod windows;

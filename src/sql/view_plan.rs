@@ -23,13 +23,14 @@ use crate::error::{Error, Result};
 use crate::stream::graph::{Node, NodeKind};
 use crate::stream::late_events::LateSink;
 use crate::stream::message::Watermarks;
-use crate::stream::ops::window_assign::WindowAssignOperator;
 use crate::stream::ops::filter::FilterOperator;
 use crate::stream::ops::hash_agg::{AggKind, AggSpec, HashAggOperator};
 use crate::stream::ops::hash_join::{HashJoinOperator, JoinKind};
 use crate::stream::ops::project::ProjectOperator;
+use crate::stream::ops::session_window::SessionWindowOperator;
 use crate::stream::ops::top_n::{Numbering, TopNOperator, TopNSpec};
 use crate::stream::ops::union::UnionOperator;
+use crate::stream::ops::window_assign::WindowAssignOperator;
 
 /// A planned view: its inputs (tables or views) and the operator tree.
 pub struct ViewPlan {
@@ -43,6 +44,8 @@ pub struct ViewPlan {
     pub watermarks: Watermarks,
     /// EMIT ON WINDOW CLOSE: rows appear once, final; append-only.
     pub emit_on_close: bool,
+    /// The view only ever gains rows.
+    pub append_only: bool,
 }
 
 /// Splits a trailing `EMIT ON WINDOW CLOSE` (any case and spacing, an
@@ -78,7 +81,9 @@ pub fn mend_emit_on_close(query: &str) -> Option<String> {
     let (body, true) = split_emit_on_close(query) else {
         return None;
     };
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, body).tokenize().ok()?;
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, body)
+        .tokenize()
+        .ok()?;
     let sig: Vec<usize> = (0..tokens.len())
         .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
         .collect();
@@ -124,6 +129,9 @@ pub struct LowerOptions {
     pub emit_on_close: bool,
     /// Where window operators record late events.
     pub late: Option<LateSink>,
+    /// Whether an input (by name) only ever inserts: sources and connector
+    /// tables do, tables do not, a view when its plan says so.
+    pub input_append_only: Box<dyn Fn(&str) -> bool + Send + Sync>,
 }
 
 impl Default for LowerOptions {
@@ -132,6 +140,7 @@ impl Default for LowerOptions {
             input_watermarks: Box::new(|_| Vec::new()),
             emit_on_close: false,
             late: None,
+            input_append_only: Box::new(|_| false),
         }
     }
 }
@@ -244,14 +253,21 @@ pub fn lower(state: &SessionState, plan: &LogicalPlan, options: &LowerOptions) -
     if inputs.is_empty() {
         return Err(unsupported("a view without a base table"));
     }
-    let input_watermarks: Vec<Watermarks> =
-        inputs.iter().map(|i| (options.input_watermarks)(i)).collect();
+    let input_watermarks: Vec<Watermarks> = inputs
+        .iter()
+        .map(|i| (options.input_watermarks)(i))
+        .collect();
     let mut closing = 0;
     let watermarks = plan_windows(&mut root, &input_watermarks, options, &mut closing);
+    let input_append_only: Vec<bool> = inputs
+        .iter()
+        .map(|i| (options.input_append_only)(i))
+        .collect();
+    let append_only = node_append_only(&root, &input_append_only);
     if options.emit_on_close && closing == 0 {
         return Err(Error::FeatureNotSupported(
             "EMIT ON WINDOW CLOSE needs a GROUP BY on window_start or window_end of TUMBLE or HOP \
-             over an input with a watermark (WATERMARK FOR on its source)"
+             (window_end of SESSION) over an input with a watermark (WATERMARK FOR on its source)"
                 .into(),
         ));
     }
@@ -261,7 +277,132 @@ pub fn lower(state: &SessionState, plan: &LogicalPlan, options: &LowerOptions) -
         schema: Arc::new(plan.schema().as_arrow().clone()),
         watermarks,
         emit_on_close: options.emit_on_close,
+        append_only,
     })
+}
+
+fn node_append_only(node: &Node, inputs: &[bool]) -> bool {
+    let mut a = match &node.kind {
+        NodeKind::Input(i) => inputs[*i],
+        NodeKind::Binary { left, right, op } => op.append_only(
+            node_append_only(left, inputs),
+            node_append_only(right, inputs),
+        ),
+    };
+    for op in &node.ops {
+        a = op.append_only(a);
+    }
+    a
+}
+
+/// `EXPLAIN CREATE MATERIALIZED VIEW`: the streaming plan, top first, each
+/// operator with whether its output is append-only and which of its
+/// output columns carry a watermark (by position; `(window)` marks window
+/// bounds).
+pub fn explain(plan: &ViewPlan, options: &LowerOptions) -> Vec<String> {
+    let wm_text = |w: &Watermarks, names: Option<&datafusion::arrow::datatypes::Schema>| {
+        let cols: Vec<String> = w
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                c.map(|c| {
+                    let name = names
+                        .map(|s| s.field(i).name().clone())
+                        .unwrap_or_else(|| format!("#{}", i + 1));
+                    if c.window {
+                        format!("{name} (window)")
+                    } else {
+                        name
+                    }
+                })
+            })
+            .collect();
+        if cols.is_empty() {
+            "none".to_string()
+        } else {
+            cols.join(", ")
+        }
+    };
+    let mut lines = vec![format!(
+        "materialize: {}{}; watermarks: {}",
+        if plan.append_only {
+            "append-only"
+        } else {
+            "inserts, updates and deletes"
+        },
+        if plan.emit_on_close {
+            "; EMIT ON WINDOW CLOSE"
+        } else {
+            ""
+        },
+        wm_text(&plan.watermarks, Some(&plan.schema))
+    )];
+    let inputs: Vec<(Watermarks, bool)> = plan
+        .inputs
+        .iter()
+        .map(|i| {
+            (
+                (options.input_watermarks)(i),
+                (options.input_append_only)(i),
+            )
+        })
+        .collect();
+    let (body, _, _) = explain_node(&plan.root, plan, &inputs, &wm_text);
+    lines.extend(body.into_iter().map(|l| format!("  {l}")));
+    lines
+}
+
+type WmText<'a> = dyn Fn(&Watermarks, Option<&datafusion::arrow::datatypes::Schema>) -> String + 'a;
+
+/// Lines of a subtree (top first), its output watermarks and append-only.
+fn explain_node(
+    node: &Node,
+    plan: &ViewPlan,
+    inputs: &[(Watermarks, bool)],
+    wm_text: &WmText<'_>,
+) -> (Vec<String>, Watermarks, bool) {
+    let ao = |a: bool| if a { "append-only" } else { "retracts" };
+    let (below, mut w, mut a) = match &node.kind {
+        NodeKind::Input(i) => {
+            let (w, a) = inputs[*i].clone();
+            let line = format!(
+                "input {}: {}; watermarks: {}",
+                plan.inputs[*i],
+                ao(a),
+                wm_text(&w, None)
+            );
+            (vec![line], w, a)
+        }
+        NodeKind::Binary { left, right, op } => {
+            let (ll, lw, la) = explain_node(left, plan, inputs, wm_text);
+            let (rl, rw, ra) = explain_node(right, plan, inputs, wm_text);
+            let w = op.output_watermarks(&lw, &rw);
+            let a = op.append_only(la, ra);
+            let mut lines = vec![format!(
+                "{}: {}; watermarks: {}",
+                op.name(),
+                ao(a),
+                wm_text(&w, None)
+            )];
+            lines.extend(ll.into_iter().map(|l| format!("  {l}")));
+            lines.extend(rl.into_iter().map(|l| format!("  {l}")));
+            (lines, w, a)
+        }
+    };
+    let mut ops = Vec::new();
+    for op in &node.ops {
+        w = op.output_watermarks(&w);
+        a = op.append_only(a);
+        ops.push(format!(
+            "{}: {}; watermarks: {}",
+            op.describe(),
+            ao(a),
+            wm_text(&w, None)
+        ));
+    }
+    ops.reverse();
+    ops.extend(below);
+    (ops, w, a)
 }
 
 /// `Unnest(Projection(…, streamlake_window_starts(ts, slide, size, offset), …))`,
@@ -363,8 +504,32 @@ fn lower_node(
             if scan.fetch.is_some() {
                 return Err(unsupported("LIMIT"));
             }
-            inputs.push(name);
-            let mut node = Node::leaf(inputs.len() - 1);
+            let session = datafusion::datasource::source_as_provider(&scan.source)
+                .ok()
+                .filter(|p| p.as_any().is::<crate::sql::session::SessionProvider>());
+            let mut node = match &session {
+                Some(p) => {
+                    let sp = p
+                        .as_any()
+                        .downcast_ref::<crate::sql::session::SessionProvider>()
+                        .expect("checked");
+                    let input_schema = Arc::new(sp.input.schema().as_arrow().clone());
+                    lower_node(state, &sp.input, inputs, options)?.then(
+                        SessionWindowOperator::try_new(
+                            sp.keys.clone(),
+                            sp.time,
+                            sp.gap,
+                            &input_schema,
+                            p.schema(),
+                            options.late.clone(),
+                        )?,
+                    )
+                }
+                None => {
+                    inputs.push(name);
+                    Node::leaf(inputs.len() - 1)
+                }
+            };
             // The feed carries whole rows; the scan's projection picks columns.
             let source_schema = DFSchema::try_from(scan.source.schema().as_ref().clone())?;
             if !scan.filters.is_empty() {
@@ -878,6 +1043,9 @@ mod tests {
             )
         );
         assert_eq!(mend_emit_on_close("SELECT 'emit on window close'"), None);
-        assert_eq!(mend_emit_on_close("CREATE MATERIALIZED VIEW v AS SELECT 1"), None);
+        assert_eq!(
+            mend_emit_on_close("CREATE MATERIALIZED VIEW v AS SELECT 1"),
+            None
+        );
     }
 }

@@ -24,11 +24,11 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use datafusion::catalog::{TableFunctionImpl, TableProvider, view::ViewTable};
 use datafusion::common::{Column, ScalarValue, plan_err};
 use datafusion::datasource::provider_as_source;
 use datafusion::error::Result as DFResult;
-use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, lit};
 
 /// Finds a table or view by name (schema `public`).
@@ -198,11 +198,8 @@ fn windowed(
     let mut below = columns.clone();
     below.push(starts.alias("window_start"));
     let start = Expr::Column(Column::from_name("window_start"));
-    let start_type = WindowStarts::element_type(
-        scan.schema()
-            .field_with_unqualified_name(time)?
-            .data_type(),
-    );
+    let start_type =
+        WindowStarts::element_type(scan.schema().field_with_unqualified_name(time)?.data_type());
     let end = datafusion::logical_expr::cast(start.clone() + interval(size), start_type);
     let mut above = columns;
     above.push(start);

@@ -33,6 +33,17 @@ pub trait Operator: Send {
         Vec::new()
     }
 
+    /// Whether the output only ever inserts, given whether the input does
+    /// (default: no — retractions possible).
+    fn append_only(&self, _input: bool) -> bool {
+        false
+    }
+
+    /// A line for EXPLAIN: the name and what the operator holds or does.
+    fn describe(&self) -> String {
+        self.name().to_string()
+    }
+
     /// The input's watermarks as of the barrier being processed; called
     /// before `on_barrier`. Operators that close state keep them.
     fn on_watermarks(&mut self, _input: &[Option<ColumnWatermark>]) {}
@@ -72,6 +83,11 @@ pub trait TwoInputOperator: Send {
     fn name(&self) -> &'static str;
 
     fn process(&mut self, side: JoinSide, chunk: Chunk, out: &mut Vec<Chunk>) -> Result<()>;
+
+    /// Whether the output only ever inserts, given the inputs'.
+    fn append_only(&self, _left: bool, _right: bool) -> bool {
+        false
+    }
 
     /// The output columns' watermarks given each input's (pure). Default:
     /// none.

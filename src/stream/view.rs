@@ -440,16 +440,25 @@ fn run_chunks(
 /// Ends an epoch for a chain, starting with `pending` input: each operator
 /// flushes, and what it flushes runs through the operators after it before
 /// they flush in turn.
+///
+/// Each operator gets its input's new watermarks (`watermarks[k]`) after
+/// the epoch's last rows reached it and before it flushes: rows of the
+/// epoch are judged by the previous watermark, and what the new one
+/// closes is closed at this barrier.
 fn run_barrier(
     ops: &mut [Box<dyn Operator>],
     mut pending: Vec<Chunk>,
     epoch: Epoch,
     poison: &mut Poison,
+    watermarks: &[Watermarks],
 ) -> Result<Vec<Chunk>> {
-    for op in ops.iter_mut() {
+    for (k, op) in ops.iter_mut().enumerate() {
         let mut out = Vec::new();
         for c in pending {
             isolate(c, &mut out, poison, |c, out| op.process(c, out))?;
+        }
+        if let Some(w) = watermarks.get(k) {
+            op.on_watermarks(w);
         }
         op.on_barrier(epoch, &mut out)?;
         pending = out;
@@ -513,11 +522,15 @@ fn flush_node(
             (out, op.output_watermarks(&lw, &rw))
         }
     };
-    for op in node.ops.iter_mut() {
-        op.on_watermarks(&w);
-        w = op.output_watermarks(&w);
+    let mut per_op = Vec::with_capacity(node.ops.len());
+    for op in node.ops.iter() {
+        let next = op.output_watermarks(&w);
+        per_op.push(std::mem::replace(&mut w, next));
     }
-    Ok((run_barrier(&mut node.ops, pending, epoch, poison)?, w))
+    Ok((
+        run_barrier(&mut node.ops, pending, epoch, poison, &per_op)?,
+        w,
+    ))
 }
 
 /// The first data error an operator of the tree holds in its state (an
@@ -871,6 +884,9 @@ pub struct ViewTable {
     /// Which output columns carry a watermark (planning placeholders),
     /// for views defined over this one.
     pub watermarks: Watermarks,
+    /// The view only ever gains rows (EMIT ON WINDOW CLOSE, filters of a
+    /// source, …).
+    pub append_only: bool,
     pub contents: Arc<ViewContents>,
     /// Where downstream views subscribe.
     pub control: mpsc::Sender<Control>,

@@ -31,6 +31,10 @@ impl Operator for FilterOperator {
         "filter"
     }
 
+    fn append_only(&self, input: bool) -> bool {
+        input
+    }
+
     fn output_watermarks(&self, input: &[Option<ColumnWatermark>]) -> Watermarks {
         input.to_vec()
     }

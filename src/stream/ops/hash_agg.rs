@@ -558,6 +558,30 @@ impl Operator for HashAggOperator {
         "hash_agg"
     }
 
+    /// With EMIT ON WINDOW CLOSE each group is emitted once, final.
+    fn append_only(&self, _input: bool) -> bool {
+        self.windows.as_ref().is_some_and(|w| w.emit_on_close)
+    }
+
+    fn describe(&self) -> String {
+        let mut s = format!(
+            "hash_agg ({} group keys, {} aggregates",
+            self.group_exprs.len(),
+            self.aggs.len()
+        );
+        if let Some(w) = &self.windows {
+            s.push_str(&format!(
+                "; closes windows on group key #{} (state released when the watermark passes it)",
+                w.key + 1
+            ));
+            if w.emit_on_close {
+                s.push_str("; emits each window once, when it closes");
+            }
+        }
+        s.push(')');
+        s
+    }
+
     fn data_error(&self) -> Option<(&'static str, String)> {
         self.poisoned.values().next().cloned()
     }

@@ -278,6 +278,11 @@ impl TwoInputOperator for HashJoinOperator {
         "hash_join"
     }
 
+    /// An inner join of two append-only inputs only adds pairs.
+    fn append_only(&self, left: bool, right: bool) -> bool {
+        self.kind == JoinKind::Inner && left && right
+    }
+
     /// Each side's columns keep their watermarks where that side's rows
     /// are the output's rows: both sides of an inner join, the preserved
     /// side of an outer one (its NULL-extended rows still carry its

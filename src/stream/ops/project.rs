@@ -38,6 +38,10 @@ impl Operator for ProjectOperator {
         "project"
     }
 
+    fn append_only(&self, input: bool) -> bool {
+        input
+    }
+
     /// A column keeps a watermark when its expression is non-decreasing in
     /// one watermarked input column (see [`crate::stream::event_time`]).
     fn output_watermarks(&self, input: &[Option<ColumnWatermark>]) -> Watermarks {

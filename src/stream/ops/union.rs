@@ -24,6 +24,10 @@ impl TwoInputOperator for UnionOperator {
         "union"
     }
 
+    fn append_only(&self, left: bool, right: bool) -> bool {
+        left && right
+    }
+
     /// The minimum of the inputs' watermarks, per column; an input without
     /// one holds the column's back entirely.
     fn output_watermarks(

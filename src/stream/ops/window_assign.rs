@@ -77,6 +77,17 @@ impl Operator for WindowAssignOperator {
         "window_assign"
     }
 
+    fn append_only(&self, input: bool) -> bool {
+        input
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "window_assign (size {} µs, slide {} µs, offset {} µs; rows for closed windows → late_events)",
+            self.size, self.slide, self.offset
+        )
+    }
+
     fn process(&mut self, chunk: Chunk, out: &mut Vec<Chunk>) -> Result<()> {
         let batch = &chunk.batch;
         let times = micros_array(batch.column(self.column))?;
