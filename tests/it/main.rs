@@ -12,6 +12,7 @@ mod concurrency;
 mod faults;
 mod kafka;
 mod kafka_views;
+mod kafka_windows;
 mod oracle;
 mod persistence;
 mod protocol;

@@ -134,6 +134,11 @@ impl Server {
     }
 
     /// The server's log so far (all runs in this data dir).
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn log(&self) -> String {
         let mut out = String::new();
         if let Ok(rd) = std::fs::read_dir(&self.data_dir) {
