@@ -14,6 +14,7 @@ mod kafka;
 mod kafka_views;
 mod oracle;
 mod persistence;
+mod pipelines;
 mod protocol;
 mod psql;
 mod python;
