@@ -427,6 +427,13 @@ impl Rig {
         self.feed.round(&self.c, &self.pg, events).await;
     }
 
+    /// Runs a statement on both (a reference-table change) and FLUSHes.
+    async fn both(&self, sql: &str) {
+        self.c.batch_execute(sql).await.unwrap();
+        self.pg.batch_execute(sql).await.unwrap();
+        self.c.batch_execute("FLUSH").await.unwrap();
+    }
+
     /// Same rows from a streamlake query and a PostgreSQL query.
     async fn same(&self, label: &str, sl: &str, pg: &str) -> usize {
         let got = normalized(rows(&self.c, sl).await);
@@ -687,4 +694,227 @@ async fn create_source_after_a_comment() {
     .await
     .unwrap();
     c.batch_execute("-- wait for the views\nFLUSH").await.unwrap();
+}
+
+// ----------------------------------------------------------------- fraud
+
+fn fraud_rounds() -> Vec<Vec<Ev>> {
+    let mut rng = Rng(0xF4A0D);
+    let clock = Clock {
+        step: 180,
+        spread: 100,
+        ahead: 20,
+    };
+    let delay = 120;
+    // (customer, usual amount in cents)
+    let customers = [
+        ("C-1", 2_000u64),
+        ("C-2", 3_500),
+        ("C-3", 5_000),
+        ("C-4", 8_000),
+        ("C-5", 12_000),
+        ("C-9", 6_000),
+    ];
+    let mut sent: Vec<Ev> = Vec::new();
+    let mut max_ts: Option<i64> = None;
+    let mut rounds = Vec::new();
+    let mut next = 0;
+    let mut txn = |rng: &mut Rng, ts: Option<i64>, hot: bool| {
+        next += 1;
+        let (cust, usual) = if hot {
+            customers[1]
+        } else {
+            customers[rng.below(customers.len() as u64) as usize]
+        };
+        let card = if hot {
+            "K-2-1".to_string()
+        } else {
+            format!("K-{}-{}", &cust[2..], 1 + rng.below(3))
+        };
+        let cents = match rng.below(25) {
+            0 => usual * 12,
+            _ => usual * 8 / 10 + rng.below(usual * 4 / 10),
+        };
+        let null = rng.below(40);
+        ev(
+            &[
+                ("txn_id", s(&format!("X-{next:05}"))),
+                ("customer_id", if null == 0 { None } else { s(cust) }),
+                ("card_id", if null == 1 { None } else { s(&card) }),
+                ("store_id", s(&format!("S-{}", rng.below(5)))),
+                (
+                    "amount",
+                    if null == 2 {
+                        None
+                    } else {
+                        n(format!("{}.{:02}", cents / 100, cents % 100))
+                    },
+                ),
+            ],
+            if null == 3 { None } else { ts },
+            rng,
+        )
+    };
+    for r in 0..8i64 {
+        let mut round = Vec::new();
+        let floor = clock.frontier(r) - clock.spread;
+        if let Some(m) = max_ts {
+            for _ in 0..2 {
+                let t = m - delay - 1 - rng.below(700) as i64;
+                let e = txn(&mut rng, Some(t), false);
+                sent.push(e.clone());
+                round.push(e);
+            }
+        }
+        for _ in 0..18 {
+            let recent: Vec<&Ev> = sent
+                .iter()
+                .filter(|e| e.ts.is_some_and(|t| t >= floor))
+                .collect();
+            let e = match rng.below(20) {
+                0 => malformed(&mut rng),
+                1 if !recent.is_empty() => recent[rng.below(recent.len() as u64) as usize].clone(),
+                k => {
+                    let t = clock.normal(r, &mut rng);
+                    let e = txn(&mut rng, Some(t), k < 5);
+                    sent.push(e.clone());
+                    e
+                }
+            };
+            round.push(e);
+        }
+        for e in &round {
+            if let Some(t) = e.ts {
+                max_ts = Some(max_ts.map_or(t, |m| m.max(t)));
+            }
+        }
+        rounds.push(round);
+    }
+    rounds
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_fraud_rules() {
+    let velocity = format!(
+        "SELECT card_id, window_start, window_end, count(*) AS txns, sum(amount) AS total \
+         FROM {} GROUP BY card_id, window_start, window_end",
+        pg_windows(
+            "transactions_unique_arrivals",
+            "1 minute",
+            10,
+            "10 minutes",
+            false
+        )
+    );
+    let mut rig = rig(
+        "fraud.sql",
+        "{{TRANSACTIONS_TOPIC}}",
+        "transactions",
+        Some(120),
+        "CREATE TABLE transactions (kafka_partition INT, kafka_offset BIGINT, \
+         arrival_wm TIMESTAMPTZ, txn_id VARCHAR, customer_id VARCHAR, card_id VARCHAR, \
+         store_id VARCHAR, amount NUMERIC(12, 2), ts TIMESTAMPTZ)",
+        &["CREATE VIEW transactions_unique_arrivals AS SELECT * FROM ( \
+           SELECT *, ROW_NUMBER() OVER (PARTITION BY txn_id ORDER BY ts, kafka_offset) AS rn \
+           FROM transactions WHERE txn_id IS NOT NULL) AS t WHERE rn = 1"],
+        &[("card_velocity_10m", velocity)],
+    )
+    .await;
+    let late = pg_late(
+        "card_velocity_10m",
+        "transactions_unique_arrivals",
+        "1 minute",
+        10,
+        "10 minutes",
+    );
+    for (r, round) in fraud_rounds().iter().enumerate() {
+        rig.round(round).await;
+        rig.check_views().await;
+        rig.same("late_events", SL_LATE, &late).await;
+        if r == 3 {
+            // Listing a customer flags their past transactions too (a plain
+            // join; a lookup join would flag only later ones).
+            rig.both("INSERT INTO blacklist VALUES ('C-3', 'account takeover', DATE '2026-01-13')")
+                .await;
+            rig.check_views().await;
+            let past = rows(
+                &rig.c,
+                "SELECT count(*) FROM blacklist_alerts WHERE customer_id = 'C-3'",
+            )
+            .await;
+            assert_ne!(past[0][0], "0", "C-3's past transactions are not flagged");
+        }
+        if r == 5 {
+            rig.both("DELETE FROM blacklist WHERE customer_id = 'C-9'").await;
+            rig.check_views().await;
+        }
+    }
+    for (what, sql) in [
+        ("high-value alerts", "SELECT count(*) FROM high_value_alerts"),
+        ("velocity alerts", "SELECT count(*) FROM velocity_alerts"),
+        ("quiet velocity windows", "SELECT count(*) FROM card_velocity_10m WHERE txns < 5"),
+        ("late events", "SELECT count(*) FROM streamlake.late_events"),
+    ] {
+        let n = rows(&rig.c, sql).await;
+        assert_ne!(n[0][0], "0", "no {what}: the sequence does not exercise the rule");
+    }
+    rig.check_dead_letters().await;
+    rig.done("fraud");
+}
+
+/// DISTINCT ON is the same deduplication as ROW_NUMBER() … WHERE rn = 1
+/// (SQL.md §2), so a window over it must close on the source's watermark
+/// the same way. fraud.sql uses the ROW_NUMBER form because of this.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: a view over a DISTINCT ON view has no watermark: a HOP window \
+            over it adds late rows to windows the watermark has closed (the \
+            ROW_NUMBER form closes them)"]
+async fn windows_over_distinct_on_close_on_the_watermark() {
+    let broker = Broker::start();
+    broker.create_topic("d", 1).await;
+    let server = Server::start();
+    let c = server.client().await;
+    c.batch_execute(&format!(
+        "CREATE SOURCE d (id VARCHAR, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts - INTERVAL '1 minute') \
+         WITH (connector = 'kafka', topic = 'd', properties.bootstrap.server = '{}') \
+         FORMAT PLAIN ENCODE JSON",
+        broker.bootstrap()
+    ))
+    .await
+    .unwrap();
+    c.batch_execute(
+        "CREATE MATERIALIZED VIEW u AS SELECT DISTINCT ON (id) id, ts FROM d ORDER BY id, ts;
+         CREATE MATERIALIZED VIEW per_min AS SELECT window_start, count(*) AS n \
+         FROM TUMBLE(u, ts, INTERVAL '1 minute') GROUP BY window_start",
+    )
+    .await
+    .unwrap();
+    let producer = broker.producer();
+    for batch in [
+        &[
+            r#"{"id": "a", "ts": "2026-01-13T14:00:10Z"}"#,
+            r#"{"id": "b", "ts": "2026-01-13T14:05:00Z"}"#,
+        ][..],
+        // The watermark is 14:04:00: [14:00, 14:01) has closed.
+        &[r#"{"id": "c", "ts": "2026-01-13T14:00:20Z"}"#][..],
+    ] {
+        produce(
+            &producer,
+            "d",
+            batch.iter().map(|j| Record::new(j.as_bytes())).collect(),
+        )
+        .await;
+        c.batch_execute("FLUSH").await.unwrap();
+    }
+    assert_eq!(
+        rows(&c, "SELECT window_start, n FROM per_min ORDER BY 1").await,
+        vec![
+            vec!["2026-01-13 14:00:00+00".to_string(), "1".into()],
+            vec!["2026-01-13 14:05:00+00".to_string(), "1".into()],
+        ]
+    );
+    assert_eq!(
+        rows(&c, "SELECT view, event_time FROM streamlake.late_events").await,
+        vec![vec!["per_min".to_string(), "2026-01-13 14:00:20+00".into()]]
+    );
 }
