@@ -65,6 +65,8 @@ WITH (
 
 -- The feed is at-least-once: a redelivered transaction must not count
 -- twice in a profile or a velocity window. First delivery per txn_id.
+-- (Written with ROW_NUMBER: the DISTINCT ON (txn_id) form does not pass the
+-- watermark on to the windows over it yet.)
 CREATE MATERIALIZED VIEW transactions_unique AS
 SELECT txn_id, customer_id, card_id, store_id, amount, ts
 FROM (

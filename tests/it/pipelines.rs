@@ -321,12 +321,30 @@ impl Feed {
         .await;
         c.batch_execute("FLUSH").await.unwrap();
         self.max_ts = running;
-        pg.batch_execute(&format!(
-            "UPDATE wm SET w = {}",
-            pg_ts(self.watermark())
-        ))
-        .await
-        .unwrap();
+        if let Some(w) = self.watermark() {
+            // The watermark the oracle is given is the source's.
+            let got = rows(
+                c,
+                &format!(
+                    "SELECT watermark FROM streamlake.source_partitions WHERE source = '{}'",
+                    self.source
+                ),
+            )
+            .await;
+            let want = chrono::DateTime::from_timestamp(w, 0)
+                .unwrap()
+                .format("%Y-%m-%d %H:%M:%S+00")
+                .to_string();
+            assert_eq!(
+                got,
+                vec![vec![want]],
+                "watermark after round {}",
+                self.rounds
+            );
+        }
+        pg.batch_execute(&format!("UPDATE wm SET w = {}", pg_ts(self.watermark())))
+            .await
+            .unwrap();
         self.rounds += 1;
     }
 }
@@ -595,9 +613,9 @@ fn trade_rounds() -> Vec<Vec<Ev>> {
             let e = match rng.below(20) {
                 0 => malformed(&mut rng),
                 // Redelivered as is.
-                1 | 2 if !recent.is_empty() => recent[rng.below(recent.len() as u64) as usize]
-                    .0
-                    .clone(),
+                1 | 2 if !recent.is_empty() => {
+                    recent[rng.below(recent.len() as u64) as usize].0.clone()
+                }
                 3 if !recent.is_empty() => {
                     // A retry re-stamped 30 s later: not the first event.
                     let mut t = recent[rng.below(recent.len() as u64) as usize].1.clone();
@@ -671,18 +689,42 @@ async fn pipeline_trades_dedup_and_final_minute_volumes() {
         &[("volume_1m", volume_1m)],
     )
     .await;
-    let late = pg_late("volume_1m", "trades_silver_arrivals", "1 minute", 1, "1 minute");
+    let late = pg_late(
+        "volume_1m",
+        "trades_silver_arrivals",
+        "1 minute",
+        1,
+        "1 minute",
+    );
     for round in trade_rounds() {
         rig.round(&round).await;
         rig.check_views().await;
         rig.same("late_events", SL_LATE, &late).await;
     }
     // The sequence did exercise what it is meant to.
+    // The late trades themselves are kept: the columns the view reads.
+    rig.same(
+        "late_events rows",
+        "SELECT event_time, row->>'symbol', row->>'amount' FROM streamlake.late_events",
+        &format!(
+            "SELECT x.ts, x.symbol, x.amount FROM {} x \
+             WHERE x.arrival_wm IS NOT NULL AND x.window_end <= x.arrival_wm",
+            all_windows("trades_silver_arrivals", "1 minute", 1, "1 minute")
+        ),
+    )
+    .await;
     let closed = rig
-        .same("volume_1m", "SELECT * FROM volume_1m", "SELECT * FROM volume_1m")
+        .same(
+            "volume_1m",
+            "SELECT * FROM volume_1m",
+            "SELECT * FROM volume_1m",
+        )
         .await;
     let late_rows = rig.same("late_events", SL_LATE, &late).await;
-    assert!(closed > 10 && late_rows >= 3, "{closed} windows, {late_rows} late");
+    assert!(
+        closed > 10 && late_rows >= 3,
+        "{closed} windows, {late_rows} late"
+    );
     rig.check_dead_letters().await;
     rig.done("trades");
 }
@@ -705,7 +747,9 @@ async fn create_source_after_a_comment() {
     ))
     .await
     .unwrap();
-    c.batch_execute("-- wait for the views\nFLUSH").await.unwrap();
+    c.batch_execute("-- wait for the views\nFLUSH")
+        .await
+        .unwrap();
 }
 
 // ----------------------------------------------------------------- fraud
@@ -826,9 +870,11 @@ async fn pipeline_fraud_rules() {
         "CREATE TABLE transactions (kafka_partition INT, kafka_offset BIGINT, \
          arrival_wm TIMESTAMPTZ, txn_id VARCHAR, customer_id VARCHAR, card_id VARCHAR, \
          store_id VARCHAR, amount NUMERIC(12, 2), ts TIMESTAMPTZ)",
-        &["CREATE VIEW transactions_unique_arrivals AS SELECT * FROM ( \
+        &[
+            "CREATE VIEW transactions_unique_arrivals AS SELECT * FROM ( \
            SELECT *, ROW_NUMBER() OVER (PARTITION BY txn_id ORDER BY ts, kafka_offset) AS rn \
-           FROM transactions WHERE txn_id IS NOT NULL) AS t WHERE rn = 1"],
+           FROM transactions WHERE txn_id IS NOT NULL) AS t WHERE rn = 1",
+        ],
         &[("card_velocity_10m", velocity)],
     )
     .await;
@@ -857,18 +903,28 @@ async fn pipeline_fraud_rules() {
             assert_ne!(past[0][0], "0", "C-3's past transactions are not flagged");
         }
         if r == 5 {
-            rig.both("DELETE FROM blacklist WHERE customer_id = 'C-9'").await;
+            rig.both("DELETE FROM blacklist WHERE customer_id = 'C-9'")
+                .await;
             rig.check_views().await;
         }
     }
     for (what, sql) in [
-        ("high-value alerts", "SELECT count(*) FROM high_value_alerts"),
+        (
+            "high-value alerts",
+            "SELECT count(*) FROM high_value_alerts",
+        ),
         ("velocity alerts", "SELECT count(*) FROM velocity_alerts"),
-        ("quiet velocity windows", "SELECT count(*) FROM card_velocity_10m WHERE txns < 5"),
+        (
+            "quiet velocity windows",
+            "SELECT count(*) FROM card_velocity_10m WHERE txns < 5",
+        ),
         ("late events", "SELECT count(*) FROM streamlake.late_events"),
     ] {
         let n = rows(&rig.c, sql).await;
-        assert_ne!(n[0][0], "0", "no {what}: the sequence does not exercise the rule");
+        assert_ne!(
+            n[0][0], "0",
+            "no {what}: the sequence does not exercise the rule"
+        );
     }
     rig.check_dead_letters().await;
     rig.done("fraud");
@@ -878,9 +934,10 @@ async fn pipeline_fraud_rules() {
 /// (SQL.md §2), so a window over it must close on the source's watermark
 /// the same way. fraud.sql uses the ROW_NUMBER form because of this.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a view over a DISTINCT ON view has no watermark: a HOP window \
-            over it adds late rows to windows the watermark has closed (the \
-            ROW_NUMBER form closes them)"]
+#[ignore = "bug: a view over a DISTINCT ON view gets no watermark: a TUMBLE or HOP \
+            window over it takes late rows into windows the watermark has closed and \
+            records no late event, and EMIT ON WINDOW CLOSE over it is refused (0A000); \
+            the ROW_NUMBER form is right"]
 async fn windows_over_distinct_on_close_on_the_watermark() {
     let broker = Broker::start();
     broker.create_topic("d", 1).await;
@@ -919,16 +976,24 @@ async fn windows_over_distinct_on_close_on_the_watermark() {
         c.batch_execute("FLUSH").await.unwrap();
     }
     assert_eq!(
+        rows(&c, "SELECT view, event_time FROM streamlake.late_events").await,
+        vec![vec!["per_min".to_string(), "2026-01-13 14:00:20+00".into()]]
+    );
+    assert_eq!(
         rows(&c, "SELECT window_start, n FROM per_min ORDER BY 1").await,
         vec![
             vec!["2026-01-13 14:00:00+00".to_string(), "1".into()],
             vec!["2026-01-13 14:05:00+00".to_string(), "1".into()],
         ]
     );
-    assert_eq!(
-        rows(&c, "SELECT view, event_time FROM streamlake.late_events").await,
-        vec![vec!["per_min".to_string(), "2026-01-13 14:00:20+00".into()]]
-    );
+    // And EMIT ON WINDOW CLOSE over it is accepted (today: 0A000, "needs …
+    // an input with a watermark").
+    c.batch_execute(
+        "CREATE MATERIALIZED VIEW final_min AS SELECT window_start, count(*) AS n \
+         FROM TUMBLE(u, ts, INTERVAL '1 minute') GROUP BY window_start EMIT ON WINDOW CLOSE",
+    )
+    .await
+    .unwrap();
 }
 
 // ---------------------------------------------------------------- orders
@@ -938,14 +1003,7 @@ fn order_rounds() -> Vec<Vec<Ev>> {
     let statuses = ["created", "paid", "shipped", "delivered"];
     // Per order: (customer, amount, last version sent, terminal).
     let mut orders: Vec<(String, String, i64, bool)> = (0..25)
-        .map(|i| {
-            (
-                format!("C-{}", i % 6),
-                amount(&mut rng, 400),
-                0,
-                false,
-            )
-        })
+        .map(|i| (format!("C-{}", i % 6), amount(&mut rng, 400), 0, false))
         .collect();
     let mut sent: Vec<Ev> = Vec::new();
     let mut held: Vec<Ev> = Vec::new();
@@ -1062,7 +1120,13 @@ async fn pipeline_orders_serving_view() {
 fn medallion_rounds() -> Vec<Vec<Ev>> {
     let mut rng = Rng(0xB201DE);
     let types = [
-        " Signup", "login", "LOGIN", "purchase", "Purchase ", "refund", "click",
+        " Signup",
+        "login",
+        "LOGIN",
+        "purchase",
+        "Purchase ",
+        "refund",
+        "click",
     ];
     let countries = ["de", "us", "FR"];
     let mut sent: Vec<Ev> = Vec::new();
@@ -1174,4 +1238,154 @@ async fn pipeline_medallion_bronze_silver_gold() {
     assert_ne!(dup[0][0], "0", "no redelivered events in bronze");
     rig.check_dead_letters().await;
     rig.done("medallion");
+}
+
+// --------------------------------------------------------------- quality
+
+/// The query of `CREATE MATERIALIZED VIEW name AS …` in a pipeline file.
+fn file_view_query(file: &str, name: &str) -> String {
+    let path = format!("{}/sql/pipelines/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let prefix = format!("CREATE MATERIALIZED VIEW {name} AS");
+    split_sql(&text)
+        .into_iter()
+        .map(|s| without_leading_comments(&s))
+        .find_map(|s| s.strip_prefix(&prefix).map(str::to_string))
+        .unwrap_or_else(|| panic!("{file}: no view {name}"))
+}
+
+fn payment_rounds() -> Vec<Vec<Ev>> {
+    let mut rng = Rng(0xD0A11);
+    let clock = Clock {
+        step: 90,
+        spread: 50,
+        ahead: 10,
+    };
+    let delay = 60;
+    let systems = ["web", "pos", "app"];
+    let currencies = ["EUR", "USD", "GBP"];
+    let statuses = ["authorized", "captured", "refunded", "failed"];
+    let mut sent: Vec<Ev> = Vec::new();
+    let mut max_ts: Option<i64> = None;
+    let mut rounds = Vec::new();
+    let mut next = 0;
+    let mut payment = |rng: &mut Rng, ts: Option<i64>| {
+        next += 1;
+        let amt = match rng.below(20) {
+            0 => None,
+            1 => Some("0".to_string()),
+            2 => Some("20000.00".to_string()),
+            _ => Some(amount(rng, 900)),
+        };
+        let currency = match rng.below(15) {
+            0 => Some("JPY"),
+            1 => None,
+            _ => Some(rng.pick(&currencies)),
+        };
+        let status = match rng.below(15) {
+            0 => Some("unknown"),
+            1 => None,
+            _ => Some(rng.pick(&statuses)),
+        };
+        ev(
+            &[
+                (
+                    "payment_id",
+                    if rng.below(15) == 0 {
+                        None
+                    } else {
+                        s(&format!("P-{next:04}"))
+                    },
+                ),
+                ("src_system", s(rng.pick(&systems))),
+                ("merchant", s(&format!("M-{}", rng.below(4)))),
+                ("amount", amt.and_then(n)),
+                ("currency", currency.and_then(s)),
+                ("status", status.and_then(s)),
+            ],
+            if rng.below(30) == 0 { None } else { ts },
+            rng,
+        )
+    };
+    for r in 0..8i64 {
+        let mut round = Vec::new();
+        let floor = clock.frontier(r) - clock.spread;
+        if let Some(m) = max_ts {
+            for _ in 0..2 {
+                let t = m - delay - 1 - rng.below(200) as i64;
+                round.push(payment(&mut rng, Some(t)));
+            }
+        }
+        for _ in 0..24 {
+            let recent: Vec<&Ev> = sent
+                .iter()
+                .filter(|e| e.ts.is_some_and(|t| t >= floor))
+                .collect();
+            let e = match rng.below(20) {
+                0 => malformed(&mut rng),
+                1 | 2 if !recent.is_empty() => {
+                    recent[rng.below(recent.len() as u64) as usize].clone()
+                }
+                _ => {
+                    let t = clock.normal(r, &mut rng);
+                    let e = payment(&mut rng, Some(t));
+                    sent.push(e.clone());
+                    e
+                }
+            };
+            round.push(e);
+        }
+        for e in &round {
+            if let Some(t) = e.ts {
+                max_ts = Some(max_ts.map_or(t, |m| m.max(t)));
+            }
+        }
+        rounds.push(round);
+    }
+    rounds
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_data_quality_counts() {
+    // The file's own query over PostgreSQL's rendering of the windows.
+    let dq_1m = file_view_query("quality.sql", "dq_payments_1m")
+        .replace(
+            "TUMBLE(payments, ts, INTERVAL '1 minute')",
+            &pg_windows("payments", "1 minute", 1, "1 minute", true),
+        )
+        .replace("EMIT ON WINDOW CLOSE", "");
+    let mut rig = rig(
+        "quality.sql",
+        "{{PAYMENTS_TOPIC}}",
+        "payments",
+        Some(60),
+        "CREATE TABLE payments (kafka_partition INT, kafka_offset BIGINT, \
+         arrival_wm TIMESTAMPTZ, payment_id VARCHAR, src_system VARCHAR, merchant VARCHAR, \
+         amount NUMERIC(12, 2), currency VARCHAR, status VARCHAR, ts TIMESTAMPTZ)",
+        &[],
+        &[("dq_payments_1m", dq_1m)],
+    )
+    .await;
+    let late = pg_late("dq_payments_1m", "payments", "1 minute", 1, "1 minute");
+    for round in payment_rounds() {
+        rig.round(&round).await;
+        rig.check_views().await;
+        rig.same("late_events", SL_LATE, &late).await;
+    }
+    // Every rule was broken somewhere, and some minutes passed everything.
+    let totals = rows(
+        &rig.c,
+        "SELECT sum(payment_id_null), sum(payment_id_duplicate), sum(amount_null), \
+         sum(amount_out_of_range), sum(currency_not_accepted), sum(status_not_accepted), \
+         count(*) FILTER (WHERE rows_passed = rows_checked), count(*) FROM dq_payments_1m",
+    )
+    .await;
+    assert!(
+        totals[0].iter().all(|v| v != "0" && v != "NULL"),
+        "rules not exercised: {totals:?}"
+    );
+    let late_rows = rows(&rig.c, "SELECT count(*) FROM streamlake.late_events").await;
+    assert_ne!(late_rows[0][0], "0");
+    rig.check_dead_letters().await;
+    rig.done("quality");
 }
