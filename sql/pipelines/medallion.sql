@@ -83,3 +83,9 @@ SELECT user_id,
        max(ts) AS last_seen
 FROM app_events_silver
 GROUP BY user_id;
+
+-- Not built yet, where this pipeline would use them: EXPECT constraints on
+-- silver (CONSTRAINT known_type EXPECT (…) ON VIOLATION DROP ROW) would
+-- count each rule's violations in streamlake.data_quality and send dropped
+-- rows to streamlake.dead_letters; today the WHERE clause drops them
+-- silently and quality.sql shows how to count them per rule.

@@ -61,3 +61,14 @@ SELECT customer_id, count(*) AS open_orders, sum(amount) AS open_amount
 FROM orders_current
 WHERE status NOT IN ('delivered', 'cancelled')
 GROUP BY customer_id;
+
+-- Not built yet, where this pipeline would use them:
+--   * a temporal filter for "orders changed in the last 24 hours"
+--     (WHERE updated_at > now() - INTERVAL '24 hours' in a view: rows leave
+--     as time passes); today filter in the query that reads the view;
+--   * an interval join with a payments stream ("paid within an hour of
+--     being placed": ON o.order_id = p.order_id AND p.ts BETWEEN o.ts AND
+--     o.ts + INTERVAL '1 hour'), which would release state the watermark
+--     has passed;
+--   * WITH (state_ttl = '30 days') to forget delivered orders: without it
+--     orders_current keeps every order ever seen (it is the serving table).
