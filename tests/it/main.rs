@@ -15,6 +15,7 @@ mod kafka_views;
 mod kafka_windows;
 mod oracle;
 mod persistence;
+mod pipelines;
 mod protocol;
 mod psql;
 mod python;
