@@ -178,7 +178,23 @@ fn fold_name(raw: &str) -> String {
     }
 }
 
+/// `query` after its leading comments (`-- …` lines and `/* … */`),
+/// which clients other than psql send as they are.
+fn skip_leading_comments(mut query: &str) -> &str {
+    loop {
+        let q = query.trim_start();
+        if let Some(rest) = q.strip_prefix("--") {
+            query = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(rest) = q.strip_prefix("/*") {
+            query = rest.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            return q;
+        }
+    }
+}
+
 fn special(query: &str) -> Option<Special> {
+    let query = skip_leading_comments(query);
     let words: Vec<String> = query
         .trim()
         .trim_end_matches(';')
@@ -418,7 +434,11 @@ impl SimpleQueryHandler for FrontDoor {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let pieces = split_statements(query);
-        if !pieces.iter().any(|p| special(p).is_some()) {
+        let emit_clause = pieces.len() > 1
+            && pieces
+                .iter()
+                .any(|p| crate::sql::view_plan::mend_emit_on_close(p).is_some());
+        if !emit_clause && !pieces.iter().any(|p| special(p).is_some()) {
             let query = mend(query);
             return SimpleQueryHandler::do_query(self.session.as_ref(), client, &query).await;
         }

@@ -84,6 +84,11 @@ pub fn mend_emit_on_close(query: &str) -> Option<String> {
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, body)
         .tokenize()
         .ok()?;
+    // One statement only: in a script the clause belongs to the statement
+    // it ends (the caller mends each piece).
+    if tokens.iter().any(|t| matches!(t, Token::SemiColon)) {
+        return None;
+    }
     let sig: Vec<usize> = (0..tokens.len())
         .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
         .collect();

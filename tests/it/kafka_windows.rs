@@ -797,7 +797,6 @@ async fn late_events_name_the_partition_and_offset_of_their_record() {
 /// `EMIT ON WINDOW CLOSE` belongs to the statement it ends, also in a
 /// query string of several statements (psql -c, batch_execute, scripts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "product bug: the EOWC clause is looked for only at the end of the whole query string (src/server/front.rs -> view_plan::mend_emit_on_close), so in 'CREATE … b …; CREATE … a … EMIT ON WINDOW CLOSE' view b gets EOWC and a does not; with the clause on the first statement the string fails with 42601"]
 async fn emit_on_window_close_in_a_multi_statement_query() {
     let server = Server::start();
     let c = server.client().await;

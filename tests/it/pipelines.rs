@@ -732,9 +732,6 @@ async fn pipeline_trades_dedup_and_final_minute_volumes() {
 /// Statements sent with a comment before them, as most clients other than
 /// psql send a script's statements.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: the pgwire front end classifies CREATE SOURCE, FLUSH, SHOW SOURCES, \
-            DROP SOURCE by whitespace-split words, so a leading comment sends them to \
-            the DataFusion parser (42601)"]
 async fn create_source_after_a_comment() {
     let broker = Broker::start();
     broker.create_topic("t", 1).await;
