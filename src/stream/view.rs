@@ -331,7 +331,7 @@ impl Poison {
         if weight > 0 {
             sink(ViewDeadLetter {
                 error: data_error_message(e),
-                row: row_json(row),
+                row: crate::stream::late_events::row_json(row, 0),
             });
         }
     }
@@ -349,26 +349,6 @@ impl Poison {
     fn first(&self) -> Option<(&'static str, String)> {
         self.counts.keys().next().cloned()
     }
-}
-
-/// One row as a JSON object of its values' text.
-fn row_json(batch: &RecordBatch) -> String {
-    use datafusion::arrow::array::Array;
-    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-    let opts = FormatOptions::default();
-    let mut obj = serde_json::Map::new();
-    for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
-        let v = if col.is_null(0) {
-            serde_json::Value::Null
-        } else {
-            match ArrayFormatter::try_new(col.as_ref(), &opts) {
-                Ok(f) => serde_json::Value::String(f.value(0).to_string()),
-                Err(_) => serde_json::Value::Null,
-            }
-        };
-        obj.insert(field.name().clone(), v);
-    }
-    serde_json::Value::Object(obj).to_string()
 }
 
 /// The message of a data error as a client would see it.
