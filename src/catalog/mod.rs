@@ -192,6 +192,9 @@ pub struct Lake {
     readers: Arc<system::Readers>,
     /// The readers of connector tables, by table name.
     ingests: std::sync::Mutex<HashMap<String, Arc<crate::stream::ingest::ConnectorIngest>>>,
+    /// The bytes of every view's operator state (each view's meter is a
+    /// child of this one).
+    state_meter: crate::stream::state::Meter,
 }
 
 impl std::fmt::Debug for Lake {
@@ -255,6 +258,7 @@ impl Lake {
             late_events,
             readers: Arc::new(system::Readers::default()),
             ingests: std::sync::Mutex::new(HashMap::new()),
+            state_meter: crate::stream::state::Meter::root(),
         });
         lake.restore_sources().await?;
         Ok(lake)

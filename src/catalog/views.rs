@@ -179,6 +179,8 @@ impl super::Lake {
                     })
                 }
             }),
+            meter: self.state_meter.child(),
+            state_ttl: None,
         };
         Ok((plan, options))
     }

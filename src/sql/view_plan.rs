@@ -31,6 +31,7 @@ use crate::stream::ops::session_window::SessionWindowOperator;
 use crate::stream::ops::top_n::{Numbering, TopNOperator, TopNSpec};
 use crate::stream::ops::union::UnionOperator;
 use crate::stream::ops::window_assign::WindowAssignOperator;
+use crate::stream::state::Meter;
 
 /// A planned view: its inputs (tables or views) and the operator tree.
 pub struct ViewPlan {
@@ -139,6 +140,13 @@ pub struct LowerOptions {
     /// Whether an input (by name) only ever inserts: sources and connector
     /// tables do, tables do not, a view when its plan says so.
     pub input_append_only: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    /// The view's state meter: each stateful operator's tables count in a
+    /// child of it.
+    pub meter: Meter,
+    /// `WITH (state_ttl = …)` in µs: dedup keys and regular join state not
+    /// written for this long are dropped (the documented exception where a
+    /// view may differ from its batch query).
+    pub state_ttl: Option<i64>,
 }
 
 impl Default for LowerOptions {
@@ -148,6 +156,8 @@ impl Default for LowerOptions {
             emit_on_close: false,
             late: None,
             input_append_only: Box::new(|_| false),
+            meter: Meter::root(),
+            state_ttl: None,
         }
     }
 }

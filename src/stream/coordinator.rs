@@ -29,7 +29,7 @@
 //! as of that epoch (see [`view`](crate::stream::view)).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -69,6 +69,8 @@ pub struct BarrierCoordinator {
     /// When the last checkpoint barrier was injected (the start, before
     /// the first).
     last_checkpoint: std::sync::Mutex<Instant>,
+    /// The timestamp of the last barrier (µs), so the next is later.
+    last_timestamp: AtomicI64,
 }
 
 impl std::fmt::Debug for BarrierCoordinator {
@@ -100,7 +102,18 @@ impl BarrierCoordinator {
             sources: RwLock::new(BTreeMap::new()),
             clock,
             last_checkpoint: std::sync::Mutex::new(Instant::now()),
+            last_timestamp: AtomicI64::new(i64::MIN),
         })
+    }
+
+    /// The wall-clock time for a new epoch, strictly after the last one's
+    /// even if the clock steps back.
+    fn epoch_time(&self) -> i64 {
+        let now = Utc::now().timestamp_micros();
+        let last = self.last_timestamp.load(Ordering::SeqCst);
+        let t = now.max(last.saturating_add(1));
+        self.last_timestamp.store(t, Ordering::SeqCst);
+        t
     }
 
     /// When epochs completed; shared with the views.
@@ -175,6 +188,7 @@ impl BarrierCoordinator {
         let barrier = Barrier {
             epoch,
             kind,
+            timestamp: self.epoch_time(),
             token: Some(token),
         };
         // Every source gets the barrier (those nobody reads drop it at

@@ -324,6 +324,7 @@ mod tests {
             .inject(&Barrier {
                 epoch: 1,
                 kind: BarrierKind::Epoch,
+                timestamp: 0,
                 token: None,
             })
             .await;

@@ -42,11 +42,34 @@ pub enum BarrierKind {
 pub struct Barrier {
     pub epoch: Epoch,
     pub kind: BarrierKind,
+    /// The epoch's time, µs since the Unix epoch (UTC): `now()` in a view
+    /// and the clock of state TTLs. Set once by the coordinator and
+    /// increasing, so every view sees the same time for an epoch.
+    pub timestamp: i64,
     /// Every copy of the barrier holds the epoch's token: a view drops its
     /// copy once it has published the epoch and passed the barrier on to
     /// the views that read it, so the epoch is complete when the last copy
     /// is gone.
     pub token: Option<Arc<EpochToken>>,
+}
+
+impl Barrier {
+    /// What operators learn from the barrier.
+    pub fn info(&self) -> EpochInfo {
+        EpochInfo {
+            epoch: self.epoch,
+            now: self.timestamp,
+        }
+    }
+}
+
+/// The epoch an operator is ending, and its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochInfo {
+    pub epoch: Epoch,
+    /// The epoch's timestamp (µs since the Unix epoch): see
+    /// [`Barrier::timestamp`].
+    pub now: i64,
 }
 
 /// Completion of one epoch, seen by whoever injected its barriers.

@@ -39,6 +39,7 @@ pub mod message;
 pub mod operator;
 pub mod ops;
 pub mod source;
+pub mod state;
 pub mod view;
 
 /// The hash map of operator state. Keys are Arrow row-format bytes from

@@ -8,7 +8,7 @@
 
 use crate::error::Result;
 use crate::stream::chunk::Chunk;
-use crate::stream::message::{ColumnWatermark, Epoch, Watermarks};
+use crate::stream::message::{ColumnWatermark, EpochInfo, Watermarks};
 
 /// One node of a view's pipeline.
 pub trait Operator: Send {
@@ -21,7 +21,7 @@ pub trait Operator: Send {
     /// The epoch ends: emit what was held back (default: nothing). This is
     /// also where a stateful operator will snapshot its state for
     /// checkpoints.
-    fn on_barrier(&mut self, _epoch: Epoch, _out: &mut Vec<Chunk>) -> Result<()> {
+    fn on_barrier(&mut self, _epoch: EpochInfo, _out: &mut Vec<Chunk>) -> Result<()> {
         Ok(())
     }
 
@@ -97,5 +97,25 @@ pub trait TwoInputOperator: Send {
         _right: &[Option<ColumnWatermark>],
     ) -> Watermarks {
         Vec::new()
+    }
+
+    /// Each input's watermarks as of the barrier, after both inputs' rows
+    /// of the epoch and before `on_barrier`.
+    fn on_watermarks(
+        &mut self,
+        _left: &[Option<ColumnWatermark>],
+        _right: &[Option<ColumnWatermark>],
+    ) {
+    }
+
+    /// The epoch ends (both inputs are aligned): emit what was held back,
+    /// release what the watermarks proved final.
+    fn on_barrier(&mut self, _epoch: EpochInfo, _out: &mut Vec<Chunk>) -> Result<()> {
+        Ok(())
+    }
+
+    /// A line for EXPLAIN.
+    fn describe(&self) -> String {
+        self.name().to_string()
     }
 }

@@ -302,6 +302,7 @@ mod tests {
         let barrier = |epoch| Barrier {
             epoch,
             kind: BarrierKind::Epoch,
+            timestamp: 0,
             token: None,
         };
         source.inject(&barrier(1)).await;

@@ -43,7 +43,7 @@ use crate::stream::chunk::{Chunk, Op};
 use crate::stream::coordinator::EpochClock;
 use crate::stream::graph::{Node, NodeKind};
 use crate::stream::message::{
-    Barrier, BarrierKind, ColumnWatermark, Epoch, Message, Watermark, Watermarks,
+    Barrier, BarrierKind, ColumnWatermark, Epoch, EpochInfo, Message, Watermark, Watermarks,
 };
 use crate::stream::operator::{JoinSide, Operator};
 use crate::stream::ops::materialize::{MaterializeOperator, Publication, split};
@@ -428,7 +428,7 @@ fn run_chunks(
 fn run_barrier(
     ops: &mut [Box<dyn Operator>],
     mut pending: Vec<Chunk>,
-    epoch: Epoch,
+    epoch: EpochInfo,
     poison: &mut Poison,
     watermarks: &[Watermarks],
 ) -> Result<Vec<Chunk>> {
@@ -479,7 +479,7 @@ fn push_node(
 /// output watermarks come back with its output.
 fn flush_node(
     node: &mut Node,
-    epoch: Epoch,
+    epoch: EpochInfo,
     poison: &mut Poison,
     watermarks: &[Watermarks],
 ) -> Result<(Vec<Chunk>, Watermarks)> {
@@ -499,6 +499,8 @@ fn flush_node(
                     op.process(JoinSide::Right, c, out)
                 })?;
             }
+            op.on_watermarks(&lw, &rw);
+            op.on_barrier(epoch, &mut out)?;
             (out, op.output_watermarks(&lw, &rw))
         }
     };
@@ -777,11 +779,12 @@ impl ViewTask {
 
     async fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         let epoch = barrier.epoch;
+        let info = barrier.info();
         let (root, poison, fault) = (&mut self.root, &mut self.poison, &mut self.fault);
         let watermarks = &self.watermarks;
         let (out, output_watermarks) = guarded(|| {
             fault.at_barrier();
-            flush_node(root, epoch, poison, watermarks)
+            flush_node(root, info, poison, watermarks)
         })?;
         self.emit(out).await?;
         let data_error = self.poison.first().or_else(|| node_data_error(&self.root));

@@ -54,7 +54,7 @@ use crate::stream::chunk::{Chunk, Op};
 use crate::stream::event_time::{micros_array, scalar_micros};
 use crate::stream::exact::{NumState, NumericAgg, NumericFunc, NumericInput, Spread};
 use crate::stream::late_events::{LateEvent, LateSink, row_json};
-use crate::stream::message::{ColumnWatermark, Epoch, Watermarks, watermark_of};
+use crate::stream::message::{ColumnWatermark, EpochInfo, Watermarks, watermark_of};
 use crate::stream::operator::Operator;
 
 /// The aggregate functions maintained incrementally.
@@ -843,7 +843,7 @@ impl Operator for HashAggOperator {
         }
     }
 
-    fn on_barrier(&mut self, _epoch: Epoch, out: &mut Vec<Chunk>) -> Result<()> {
+    fn on_barrier(&mut self, _epoch: EpochInfo, out: &mut Vec<Chunk>) -> Result<()> {
         let mut rows: Vec<Vec<ScalarValue>> = Vec::new();
         let mut ops: Vec<Op> = Vec::new();
         let dirty = std::mem::take(&mut self.dirty);

@@ -35,7 +35,7 @@ use crate::stream::HashMap;
 use crate::stream::chunk::{Chunk, Op};
 use crate::stream::event_time::micros_array;
 use crate::stream::late_events::{LateEvent, LateSink, row_json};
-use crate::stream::message::{ColumnWatermark, Epoch, Watermarks, watermark_of};
+use crate::stream::message::{ColumnWatermark, EpochInfo, Watermarks, watermark_of};
 use crate::stream::operator::Operator;
 
 /// Member rows: (time, encoded row) → count.
@@ -306,7 +306,7 @@ impl Operator for SessionWindowOperator {
         }
     }
 
-    fn on_barrier(&mut self, _epoch: Epoch, out: &mut Vec<Chunk>) -> Result<()> {
+    fn on_barrier(&mut self, _epoch: EpochInfo, out: &mut Vec<Chunk>) -> Result<()> {
         let retract = std::mem::take(&mut self.retract);
         let mut rows: Vec<(Box<[u8]>, i64, i64, Op)> = Vec::new();
         for (r, s, e, n) in retract {

@@ -28,7 +28,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::Result;
 use crate::stream::chunk::{Chunk, Op};
-use crate::stream::message::Epoch;
+use crate::stream::message::EpochInfo;
 use crate::stream::message::{ColumnWatermark, Watermarks};
 use crate::stream::operator::Operator;
 
@@ -172,7 +172,7 @@ impl Operator for TopNOperator {
         Ok(())
     }
 
-    fn on_barrier(&mut self, _epoch: Epoch, out: &mut Vec<Chunk>) -> Result<()> {
+    fn on_barrier(&mut self, _epoch: EpochInfo, out: &mut Vec<Chunk>) -> Result<()> {
         let mut changes: Vec<(Box<[u8]>, u64, Op)> = Vec::new();
         for key in std::mem::take(&mut self.dirty) {
             let Some(p) = self.partitions.get_mut(&key) else {
