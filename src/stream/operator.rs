@@ -10,6 +10,16 @@ use crate::error::Result;
 use crate::stream::chunk::Chunk;
 use crate::stream::message::{ColumnWatermark, EpochInfo, Watermarks};
 
+/// One state table of an operator as it is now: for
+/// `streamlake.operator_state` and tests that check state is released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSummary {
+    /// What the table holds ("groups", "left rows", …).
+    pub table: &'static str,
+    pub keys: usize,
+    pub bytes: usize,
+}
+
 /// One node of a view's pipeline.
 pub trait Operator: Send {
     /// A short name for logs and plans.
@@ -68,6 +78,12 @@ pub trait Operator: Send {
     fn data_error(&self) -> Option<(&'static str, String)> {
         None
     }
+
+    /// The operator's state tables as of the last barrier (default: none,
+    /// a stateless operator).
+    fn state(&self) -> Vec<StateSummary> {
+        Vec::new()
+    }
 }
 
 /// Which input of a two-input operator a chunk comes from.
@@ -117,5 +133,10 @@ pub trait TwoInputOperator: Send {
     /// A line for EXPLAIN.
     fn describe(&self) -> String {
         self.name().to_string()
+    }
+
+    /// The operator's state tables as of the last barrier.
+    fn state(&self) -> Vec<StateSummary> {
+        Vec::new()
     }
 }

@@ -144,6 +144,15 @@ impl<V: StateValue> StateTable<V> {
         self.index.is_empty()
     }
 
+    /// Name, keys and bytes, for `streamlake.operator_state`.
+    pub fn summary(&self) -> crate::stream::operator::StateSummary {
+        crate::stream::operator::StateSummary {
+            table: self.name,
+            keys: self.len(),
+            bytes: self.bytes,
+        }
+    }
+
     /// The bytes counted for the table as of its last settle.
     pub fn bytes(&self) -> usize {
         self.bytes
