@@ -539,6 +539,7 @@ fn lower_node(
                             &input_schema,
                             p.schema(),
                             options.late.clone(),
+                            &options.meter.child(),
                         )?,
                     )
                 }
@@ -585,7 +586,7 @@ fn lower_node(
         LogicalPlan::Filter(f) if top_n_pattern(f).is_some() => {
             let (window, projection, limit) = top_n_pattern(f).expect("checked");
             let mut node = lower_node(state, &window.input, inputs, options)?
-                .then(lower_window_top_n(state, window, limit)?);
+                .then(lower_window_top_n(state, window, limit, options)?);
             if let Some(p) = projection {
                 node = node.then(project(state, p)?);
             }
@@ -602,9 +603,8 @@ fn lower_node(
             Ok(lower_node(state, &p.input, inputs, options)?.then(project(state, p)?))
         }
         LogicalPlan::SubqueryAlias(a) => lower_node(state, &a.input, inputs, options),
-        LogicalPlan::Aggregate(agg) => {
-            Ok(lower_node(state, &agg.input, inputs, options)?.then(lower_aggregate(state, agg)?))
-        }
+        LogicalPlan::Aggregate(agg) => Ok(lower_node(state, &agg.input, inputs, options)?
+            .then(lower_aggregate(state, agg, options)?)),
         LogicalPlan::Join(join) => {
             use datafusion::common::{JoinType, NullEquality};
             let kind = match join.join_type {
@@ -801,6 +801,9 @@ fn lower_order_limit(
             with_number: false,
         },
         Arc::new(input_schema.as_arrow().clone()),
+        &options.meter.child(),
+        // A global ORDER BY … LIMIT is not deduplication: no TTL.
+        None,
     )?;
     Ok(lower_node(state, &sort.input, inputs, options)?.then(op))
 }
@@ -837,6 +840,7 @@ fn lower_window_top_n(
     state: &SessionState,
     window: &datafusion::logical_expr::Window,
     limit: usize,
+    options: &LowerOptions,
 ) -> Result<TopNOperator> {
     let Expr::WindowFunction(wf) = window.window_expr[0].clone().unalias() else {
         return Err(Error::Internal("top-N without its window function".into()));
@@ -867,12 +871,15 @@ fn lower_window_top_n(
             with_number: true,
         },
         Arc::new(window.schema.as_arrow().clone()),
+        &options.meter.child(),
+        options.state_ttl,
     )
 }
 
 fn lower_aggregate(
     state: &SessionState,
     agg: &datafusion::logical_expr::Aggregate,
+    options: &LowerOptions,
 ) -> Result<HashAggOperator> {
     let input_schema = agg.input.schema();
     if agg
@@ -1036,6 +1043,8 @@ fn lower_aggregate(
         specs,
         input_types,
         Arc::new(agg.schema.as_arrow().clone()),
+        &options.meter.child(),
+        options.state_ttl,
     )
 }
 

@@ -36,6 +36,12 @@
 //! sees each distinct value once. string_agg and array_agg keep the values
 //! in their ORDER BY (then value order) and rebuild the result for the
 //! groups that changed.
+//!
+//! State: one [`StateTable`] entry per group, keyed by the encoded group
+//! key (the key columns are decoded from it for output, never kept twice).
+//! A group whose rows are all deleted is removed at the barrier. With the
+//! view's `state_ttl`, a group not written for that long is forgotten (its
+//! row stays in the view): how `DISTINCT ON` deduplication is bounded.
 
 use std::collections::BTreeMap;
 
@@ -51,11 +57,12 @@ use datafusion::scalar::ScalarValue;
 
 use crate::error::{Error, Result};
 use crate::stream::chunk::{Chunk, Op};
-use crate::stream::event_time::{micros_array, scalar_micros};
+use crate::stream::event_time::micros_array;
 use crate::stream::exact::{NumState, NumericAgg, NumericFunc, NumericInput, Spread};
 use crate::stream::late_events::{LateEvent, LateSink, row_json};
 use crate::stream::message::{ColumnWatermark, EpochInfo, Watermarks, watermark_of};
-use crate::stream::operator::Operator;
+use crate::stream::operator::{Operator, StateSummary};
+use crate::stream::state::{Meter, SlotId, StateTable, StateValue};
 
 /// The aggregate functions maintained incrementally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,13 +132,65 @@ enum Acc {
 }
 
 struct Group {
-    key: Vec<ScalarValue>,
     rows: i64,
     accs: Vec<Acc>,
     /// For DISTINCT aggregates: how many live rows carry each argument value.
     seen: Vec<Option<HashMap<Box<[u8]>, i64>>>,
+    /// The aggregate values last emitted (the key columns are the state
+    /// key).
     emitted: Option<Vec<ScalarValue>>,
     dirty: bool,
+    /// The group's window bound (µs) when the aggregate closes windows.
+    bound: Option<i64>,
+}
+
+/// Per-entry overhead of a B-tree map entry (node headers, slack).
+const BTREE_ENTRY_OVERHEAD: usize = 16;
+
+impl StateValue for Acc {
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Acc::Count(_) | Acc::Num(_) | Acc::Bools { .. } => 0,
+            Acc::Extreme(m) => m
+                .keys()
+                .map(|k| k.len() + std::mem::size_of::<(Box<[u8]>, i64)>() + BTREE_ENTRY_OVERHEAD)
+                .sum(),
+            Acc::ExtremeInt(m) => m.len() * (16 + BTREE_ENTRY_OVERHEAD),
+            Acc::Ordered(m) => m
+                .keys()
+                .map(|(k, v)| {
+                    k.len()
+                        + v.len()
+                        + std::mem::size_of::<(SortedValue, i64)>()
+                        + BTREE_ENTRY_OVERHEAD
+                })
+                .sum(),
+        }
+    }
+}
+
+impl StateValue for Group {
+    fn heap_bytes(&self) -> usize {
+        let accs: usize = self
+            .accs
+            .iter()
+            .map(|a| std::mem::size_of::<Acc>() + a.heap_bytes())
+            .sum();
+        let seen: usize = self
+            .seen
+            .iter()
+            .map(|m| {
+                std::mem::size_of::<Option<HashMap<Box<[u8]>, i64>>>()
+                    + m.as_ref().map_or(0, |m| m.heap_bytes())
+            })
+            .sum();
+        let emitted = self.emitted.as_ref().map_or(0, |v| {
+            v.iter()
+                .map(|x| std::mem::size_of::<ScalarValue>() + x.size() - std::mem::size_of_val(x))
+                .sum()
+        });
+        accs + seen + emitted
+    }
 }
 
 /// How an aggregate reads its argument column.
@@ -157,16 +216,13 @@ pub struct HashAggOperator {
     distinct: Vec<Option<RowConverter>>,
     schema: SchemaRef,
     key_converter: RowConverter,
-    index: HashMap<Box<[u8]>, usize>,
-    groups: Vec<Group>,
-    dirty: Vec<usize>,
+    groups: StateTable<Group>,
+    dirty: Vec<SlotId>,
     /// Groups whose value raises a data error (a sum past 38 digits): no
     /// row is shown for them, and the view reports the error.
     poisoned: BTreeMap<usize, (&'static str, String)>,
     /// Event-time windows, when a group key is a window bound.
     windows: Option<Windows>,
-    /// Ids of released groups, reused by new ones.
-    free: Vec<usize>,
 }
 
 /// The window side of an aggregate grouped by a window bound.
@@ -179,8 +235,10 @@ struct Windows {
     emit_on_close: bool,
     /// Groups whose bound is below this are closed.
     close_below: Option<i64>,
-    /// Open groups by their bound (microseconds).
-    open: BTreeMap<i64, Vec<usize>>,
+    /// Open groups by their bound (microseconds). An entry may name a
+    /// group removed since (all its rows deleted): closing checks the
+    /// group's bound.
+    open: BTreeMap<i64, Vec<SlotId>>,
     late: Option<LateSink>,
     /// Closed groups whose final value raised a data error (EOWC), for
     /// the view to report; keyed apart from live group ids.
@@ -195,6 +253,8 @@ impl HashAggOperator {
         aggs: Vec<AggSpec>,
         input_types: Vec<Option<DataType>>,
         schema: SchemaRef,
+        meter: &Meter,
+        ttl: Option<i64>,
     ) -> Result<HashAggOperator> {
         let key_converter =
             RowConverter::new(group_types.into_iter().map(SortField::new).collect())?;
@@ -256,16 +316,15 @@ impl HashAggOperator {
             distinct,
             schema,
             key_converter,
-            index: HashMap::default(),
-            groups: Vec::new(),
+            groups: StateTable::new("groups", meter).with_ttl(ttl),
             dirty: Vec::new(),
             poisoned: BTreeMap::new(),
             windows: None,
-            free: Vec::new(),
         };
         if op.group_exprs.is_empty() {
-            // The one group of a global aggregate exists from the start.
-            op.new_group(Box::from(&[][..]), Vec::new());
+            // The one group of a global aggregate exists from the start
+            // (slot 0, the empty key) and is never removed.
+            op.group_slot(&[], None);
         }
         Ok(op)
     }
@@ -315,8 +374,9 @@ impl HashAggOperator {
             .collect()
     }
 
-    /// Releases the groups whose window closed (EOWC: emitting them first).
-    fn close_windows(&mut self, rows: &mut Vec<Vec<ScalarValue>>, ops: &mut Vec<Op>) -> Result<()> {
+    /// Releases the groups whose window closed (EOWC: emitting them first
+    /// into `emit`); their slots go to `release`.
+    fn close_windows(&mut self, emit: &mut Emitted, release: &mut Vec<SlotId>) -> Result<()> {
         let Some(w) = &mut self.windows else {
             return Ok(());
         };
@@ -324,107 +384,85 @@ impl HashAggOperator {
             return Ok(());
         };
         let still_open = w.open.split_off(&bound);
-        let closed: Vec<usize> = std::mem::replace(&mut w.open, still_open)
-            .into_values()
-            .flatten()
-            .collect();
-        if closed.is_empty() {
-            return Ok(());
-        }
-        let emit = w.emit_on_close;
-        let mut released_keys: Vec<Vec<ScalarValue>> = Vec::with_capacity(closed.len());
-        for gid in closed {
-            if emit {
-                match self.output_row(&self.groups[gid]) {
-                    Ok(Some(row)) => {
-                        rows.push(row);
-                        ops.push(Op::Insert);
-                    }
-                    Ok(None) => {}
-                    Err(e) if e.sqlstate().starts_with("22") => {
-                        let w = self.windows.as_mut().expect("windows");
-                        w.failed += 1;
-                        let (code, message) = crate::error::sqlstate_of(&e);
-                        self.poisoned
-                            .insert(usize::MAX - w.failed as usize, (code, message));
-                    }
-                    Err(e) => return Err(e),
+        let closed = std::mem::replace(&mut w.open, still_open);
+        let eowc = w.emit_on_close;
+        for (b, slots) in closed {
+            for slot in slots {
+                // Skip entries of groups removed since (their slot may hold
+                // another window's group now).
+                if !self.groups.is_live(slot) || self.groups.value(slot).bound != Some(b) {
+                    continue;
                 }
+                if eowc {
+                    match self.output_row(self.groups.value(slot)) {
+                        Ok(Some(row)) => emit.push(slot, row, Op::Insert),
+                        Ok(None) => {}
+                        Err(e) if e.sqlstate().starts_with("22") => {
+                            let w = self.windows.as_mut().expect("windows");
+                            w.failed += 1;
+                            let (code, message) = crate::error::sqlstate_of(&e);
+                            self.poisoned
+                                .insert(usize::MAX - w.failed as usize, (code, message));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                // Not live after this barrier: no duplicate release.
+                self.groups.value_mut(slot).bound = None;
+                release.push(slot);
             }
-            self.poisoned.remove(&gid);
-            let g = &mut self.groups[gid];
-            released_keys.push(std::mem::take(&mut g.key));
-            g.accs = Vec::new();
-            g.seen = Vec::new();
-            g.emitted = None;
-            g.rows = 0;
-            g.dirty = false;
-            self.free.push(gid);
-        }
-        // Forget the released keys: encode them back to the index's form.
-        let columns = (0..self.group_exprs.len())
-            .map(|c| ScalarValue::iter_to_array(released_keys.iter().map(|k| k[c].clone())))
-            .collect::<Result<Vec<_>, _>>()?;
-        let encoded = self.key_converter.convert_columns(&columns)?;
-        for r in encoded.iter() {
-            self.index.remove(r.as_ref());
         }
         Ok(())
     }
 
-    fn new_group(&mut self, key_bytes: Box<[u8]>, key: Vec<ScalarValue>) -> usize {
-        let accs = self
-            .inputs
-            .iter()
-            .map(|i| match i {
-                Input::None => Acc::Count(0),
-                Input::Numeric(agg) => Acc::Num(agg.new_state()),
-                Input::Ordered(_) => Acc::Extreme(BTreeMap::new()),
-                Input::OrderedInt => Acc::ExtremeInt(BTreeMap::new()),
-                Input::Bool => Acc::Bools { t: 0, f: 0 },
-                Input::ByOrder(..) => Acc::Ordered(BTreeMap::new()),
-            })
-            .collect();
-        let seen = self
-            .distinct
-            .iter()
-            .map(|d| d.as_ref().map(|_| HashMap::default()))
-            .collect();
-        if let Some(w) = &mut self.windows
-            && let Some(bound) = key.get(w.key).and_then(scalar_micros)
-        {
-            let id = self.free.last().copied().unwrap_or(self.groups.len());
-            w.open.entry(bound).or_default().push(id);
+    /// The slot of the group with encoded key `key`, created if new
+    /// (`bound`: its window bound, when the aggregate closes windows).
+    fn group_slot(&mut self, key: &[u8], bound: Option<i64>) -> SlotId {
+        let (inputs, distinct) = (&self.inputs, &self.distinct);
+        let (slot, inserted) = self.groups.find_or_insert_with(key, || {
+            let accs = inputs
+                .iter()
+                .map(|i| match i {
+                    Input::None => Acc::Count(0),
+                    Input::Numeric(agg) => Acc::Num(agg.new_state()),
+                    Input::Ordered(_) => Acc::Extreme(BTreeMap::new()),
+                    Input::OrderedInt => Acc::ExtremeInt(BTreeMap::new()),
+                    Input::Bool => Acc::Bools { t: 0, f: 0 },
+                    Input::ByOrder(..) => Acc::Ordered(BTreeMap::new()),
+                })
+                .collect();
+            let seen = distinct
+                .iter()
+                .map(|d| d.as_ref().map(|_| HashMap::default()))
+                .collect();
+            Group {
+                rows: 0,
+                accs,
+                seen,
+                emitted: None,
+                // A global aggregate emits its row at the first barrier.
+                dirty: true,
+                bound,
+            }
+        });
+        if inserted {
+            if let Some(w) = &mut self.windows
+                && let Some(b) = bound
+            {
+                w.open.entry(b).or_default().push(slot);
+            }
+            self.dirty.push(slot);
         }
-        let group = Group {
-            key,
-            rows: 0,
-            accs,
-            seen,
-            emitted: None,
-            // A global aggregate emits its row at the first barrier.
-            dirty: true,
-        };
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.groups[id] = group;
-                id
-            }
-            None => {
-                self.groups.push(group);
-                self.groups.len() - 1
-            }
-        };
-        self.dirty.push(id);
-        self.index.insert(key_bytes, id);
-        id
+        slot
     }
 
+    /// The aggregate values of a group (its key columns come from its
+    /// state key); `None` for a group without rows.
     fn output_row(&self, g: &Group) -> Result<Option<Vec<ScalarValue>>> {
         if g.rows == 0 && !self.group_exprs.is_empty() {
             return Ok(None);
         }
-        let mut row = g.key.clone();
+        let mut row = Vec::with_capacity(self.aggs.len());
         for ((spec, input), acc) in self.aggs.iter().zip(&self.inputs).zip(&g.accs) {
             let v = match (spec.kind, acc) {
                 (AggKind::CountStar, _) => ScalarValue::Int64(Some(g.rows)),
@@ -658,12 +696,13 @@ impl Operator for HashAggOperator {
         // Rows for windows that closed: late, left out (the window
         // assignment below the aggregate catches them first; this is for
         // other paths, e.g. a retraction arriving after the close).
-        let closed_below = match &self.windows {
-            Some(w) => match w.close_below {
-                Some(bound) => Some((micros_array(&keys[w.key])?, bound)),
-                None => None,
-            },
+        let window_bounds = match &self.windows {
+            Some(w) => Some(micros_array(&keys[w.key])?),
             None => None,
+        };
+        let closed_below = match (&self.windows, &window_bounds) {
+            (Some(w), Some(b)) => w.close_below.map(|below| (b, below)),
+            _ => None,
         };
         for (row_idx, op) in chunk.ops.iter().enumerate().take(n) {
             if let Some((bounds, below)) = &closed_below
@@ -687,20 +726,13 @@ impl Operator for HashAggOperator {
             let gid = match &rows {
                 None => 0,
                 Some(rows) => {
-                    let key = rows.row(row_idx);
-                    match self.index.get(key.as_ref()) {
-                        Some(&g) => g,
-                        None => {
-                            let key_values = keys
-                                .iter()
-                                .map(|k| ScalarValue::try_from_array(k, row_idx))
-                                .collect::<Result<Vec<_>, _>>()?;
-                            self.new_group(Box::from(key.as_ref()), key_values)
-                        }
-                    }
+                    let bound = window_bounds
+                        .as_ref()
+                        .and_then(|b| b.is_valid(row_idx).then(|| b.value(row_idx)));
+                    self.group_slot(rows.row(row_idx).as_ref(), bound)
                 }
             };
-            let group = &mut self.groups[gid];
+            let group = self.groups.value_mut(gid);
             group.rows += w;
             if !group.dirty {
                 group.dirty = true;
@@ -843,65 +875,282 @@ impl Operator for HashAggOperator {
         }
     }
 
-    fn on_barrier(&mut self, _epoch: EpochInfo, out: &mut Vec<Chunk>) -> Result<()> {
-        let mut rows: Vec<Vec<ScalarValue>> = Vec::new();
-        let mut ops: Vec<Op> = Vec::new();
+    fn state(&self) -> Vec<StateSummary> {
+        vec![self.groups.summary()]
+    }
+
+    fn on_barrier(&mut self, epoch: EpochInfo, out: &mut Vec<Chunk>) -> Result<()> {
+        let mut emit = Emitted::default();
+        let mut release: Vec<SlotId> = Vec::new();
         let dirty = std::mem::take(&mut self.dirty);
         let emit_on_close = self.windows.as_ref().is_some_and(|w| w.emit_on_close);
+        let global = self.group_exprs.is_empty();
         for gid in dirty {
             if emit_on_close {
                 // Emitted once, when its window closes.
-                self.groups[gid].dirty = false;
+                let group = self.groups.value_mut(gid);
+                group.dirty = false;
+                if group.rows == 0 {
+                    release.push(gid);
+                }
                 continue;
             }
-            let new = match self.output_row(&self.groups[gid]) {
+            let new = match self.output_row(self.groups.value(gid)) {
                 Ok(row) => {
-                    self.poisoned.remove(&gid);
+                    self.poisoned.remove(&(gid as usize));
                     row
                 }
                 Err(e) if e.sqlstate().starts_with("22") => {
                     let (code, message) = crate::error::sqlstate_of(&e);
-                    self.poisoned.insert(gid, (code, message));
+                    self.poisoned.insert(gid as usize, (code, message));
                     None
                 }
                 Err(e) => return Err(e),
             };
-            let group = &mut self.groups[gid];
+            let group = self.groups.value_mut(gid);
             group.dirty = false;
             match (group.emitted.take(), new) {
                 (None, None) => {}
                 (None, Some(n)) => {
-                    rows.push(n.clone());
-                    ops.push(Op::Insert);
-                    group.emitted = Some(n);
+                    group.emitted = Some(n.clone());
+                    emit.push(gid, n, Op::Insert);
                 }
-                (Some(o), None) => {
-                    rows.push(o);
-                    ops.push(Op::Delete);
-                }
+                (Some(o), None) => emit.push(gid, o, Op::Delete),
                 (Some(o), Some(n)) => {
+                    group.emitted = Some(n.clone());
                     if o != n {
-                        rows.push(o);
-                        ops.push(Op::UpdateDelete);
-                        rows.push(n.clone());
-                        ops.push(Op::UpdateInsert);
+                        emit.push(gid, o, Op::UpdateDelete);
+                        emit.push(gid, n, Op::UpdateInsert);
                     }
-                    group.emitted = Some(n);
                 }
             }
+            // A group without rows holds nothing worth keeping.
+            if group.rows == 0 && !global {
+                release.push(gid);
+            }
         }
-        self.close_windows(&mut rows, &mut ops)?;
-        if rows.is_empty() {
-            return Ok(());
+        self.close_windows(&mut emit, &mut release)?;
+        if !emit.ops.is_empty() {
+            out.push(self.emitted_chunk(emit)?);
         }
-        let columns = (0..self.schema.fields().len())
-            .map(|c| {
-                let values = rows.iter().map(|r| r[c].clone());
-                ScalarValue::iter_to_array(values)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let batch = crate::storage::files::conform_columns(columns, &self.schema)?;
-        out.push(Chunk::new(batch, ops));
+        release.sort_unstable();
+        release.dedup();
+        for slot in release {
+            self.poisoned.remove(&(slot as usize));
+            self.groups.remove(slot);
+        }
+        // Groups past the view's state_ttl are forgotten; their rows stay.
+        for (key, _) in self.groups.settle(epoch.now) {
+            tracing::trace!(bytes = key.len(), "aggregate group expired by state_ttl");
+        }
         Ok(())
+    }
+}
+
+/// Output rows being gathered at a barrier: each group's slot (its key
+/// columns), aggregate values and op.
+#[derive(Default)]
+struct Emitted {
+    slots: Vec<SlotId>,
+    values: Vec<Vec<ScalarValue>>,
+    ops: Vec<Op>,
+}
+
+impl Emitted {
+    fn push(&mut self, slot: SlotId, values: Vec<ScalarValue>, op: Op) {
+        self.slots.push(slot);
+        self.values.push(values);
+        self.ops.push(op);
+    }
+}
+
+impl HashAggOperator {
+    /// The chunk of gathered rows: key columns decoded from the groups'
+    /// state keys in one pass, then the aggregate columns.
+    fn emitted_chunk(&self, emit: Emitted) -> Result<Chunk> {
+        let mut columns = if self.group_exprs.is_empty() {
+            Vec::new()
+        } else {
+            let parser = self.key_converter.parser();
+            self.key_converter
+                .convert_rows(emit.slots.iter().map(|&s| parser.parse(self.groups.key(s))))?
+        };
+        for a in 0..self.aggs.len() {
+            let values = emit.values.iter().map(|r| r[a].clone());
+            columns.push(ScalarValue::iter_to_array(values)?);
+        }
+        let batch = crate::storage::files::conform_columns(columns, &self.schema)?;
+        Ok(Chunk::new(batch, emit.ops))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::ops::testing::{chunk, lines};
+    use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
+    use datafusion::physical_expr::expressions::col;
+
+    fn input() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("w", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+            Field::new("v", DataType::Int64, true),
+        ]))
+    }
+
+    /// `SELECT <keys>, count(*), min(v) … GROUP BY <keys>`.
+    fn agg(keys: &[&str], meter: &Meter, ttl: Option<i64>) -> HashAggOperator {
+        let schema = input();
+        let mut fields: Vec<Field> = keys
+            .iter()
+            .map(|k| schema.field_with_name(k).unwrap().clone())
+            .collect();
+        fields.push(Field::new("n", DataType::Int64, false));
+        fields.push(Field::new("lo", DataType::Int64, true));
+        let spec = |kind, input: Option<&str>| AggSpec {
+            kind,
+            input: input.map(|c| col(c, &schema).unwrap()),
+            output_type: DataType::Int64,
+            order_by: Vec::new(),
+            filter: None,
+            distinct: false,
+            delimiter: None,
+            ignore_nulls: true,
+        };
+        HashAggOperator::try_new(
+            keys.iter().map(|k| col(k, &schema).unwrap()).collect(),
+            keys.iter()
+                .map(|k| schema.field_with_name(k).unwrap().data_type().clone())
+                .collect(),
+            vec![
+                spec(AggKind::CountStar, None),
+                spec(AggKind::Min, Some("v")),
+            ],
+            vec![None, Some(DataType::Int64)],
+            Arc::new(Schema::new(fields)),
+            meter,
+            ttl,
+        )
+        .unwrap()
+    }
+
+    fn step(op: &mut HashAggOperator, text: &str, now: i64) -> Vec<String> {
+        let mut out = Vec::new();
+        op.process(chunk(&input(), text), &mut out).unwrap();
+        op.on_barrier(EpochInfo { epoch: 1, now }, &mut out)
+            .unwrap();
+        lines(&out)
+    }
+
+    #[test]
+    fn groups_update_once_per_barrier_and_leave_state_when_empty() {
+        let meter = Meter::root();
+        let mut op = agg(&["k"], &meter, None);
+        assert_eq!(
+            step(
+                &mut op,
+                "+ 1 NULL 5\n+ 1 NULL 3\n+ 2 NULL 7\n+ NULL NULL NULL",
+                0
+            ),
+            ["+ 1 2 3", "+ 2 1 7", "+ NULL 1 NULL"]
+        );
+        // The minimum deleted: the next one takes its place.
+        assert_eq!(step(&mut op, "- 1 NULL 3", 1), ["U+ 1 1 5", "U- 1 2 3"]);
+        assert_eq!(op.state()[0].keys, 3);
+        // Every row of a group deleted: its row goes, and so does its state.
+        assert_eq!(
+            step(&mut op, "- 2 NULL 7\n- NULL NULL NULL", 2),
+            ["- 2 1 7", "- NULL 1 NULL"]
+        );
+        assert_eq!(op.state()[0].keys, 1);
+        assert!(meter.bytes() > 0);
+        assert_eq!(step(&mut op, "- 1 NULL 5", 3), ["- 1 1 5"]);
+        assert_eq!(
+            op.state(),
+            vec![StateSummary {
+                table: "groups",
+                keys: 0,
+                bytes: 0
+            }]
+        );
+        assert_eq!(meter.bytes(), 0);
+        // A group coming back starts afresh.
+        assert_eq!(step(&mut op, "+ 1 NULL 9", 4), ["+ 1 1 9"]);
+    }
+
+    #[test]
+    fn a_global_aggregate_keeps_its_one_row() {
+        let mut op = agg(&[], &Meter::root(), None);
+        assert_eq!(step(&mut op, "", 0), ["+ 0 NULL"]);
+        assert_eq!(step(&mut op, "+ 1 NULL 4", 1), ["U+ 1 4", "U- 0 NULL"]);
+        assert_eq!(step(&mut op, "- 1 NULL 4", 2), ["U+ 0 NULL", "U- 1 4"]);
+        assert_eq!(op.state()[0].keys, 1);
+    }
+
+    fn watermark(op: &mut HashAggOperator, micros: i64) {
+        let mut w: Watermarks = vec![None; 3];
+        w[1] = Some(ColumnWatermark {
+            micros,
+            window: true,
+        });
+        op.on_watermarks(&w);
+    }
+
+    fn windowed(emit_on_close: bool) -> (HashAggOperator, Arc<std::sync::Mutex<Vec<i64>>>) {
+        let mut op = agg(&["k", "w"], &Meter::root(), None);
+        let late = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = late.clone();
+        let sink: LateSink = Arc::new(move |e: LateEvent| seen.lock().unwrap().push(e.watermark));
+        assert!(op.with_windows(1, emit_on_close, Some(sink)));
+        (op, late)
+    }
+
+    const T0: &str = "1970-01-01T00:00:00";
+    const T1: &str = "1970-01-01T00:01:00";
+
+    #[test]
+    fn windows_close_at_the_watermark_and_release_their_groups() {
+        let (mut op, late) = windowed(false);
+        let rows = format!("+ 1 {T0} 5\n+ 2 {T0} 6\n+ 1 {T1} 7");
+        assert_eq!(step(&mut op, &rows, 0).len(), 3);
+        // The watermark reaches the second window's start: the first closes.
+        watermark(&mut op, 60_000_000);
+        assert!(step(&mut op, "", 1).is_empty());
+        assert_eq!(op.state()[0].keys, 1);
+        // A row for the closed window is late: left out, recorded.
+        assert_eq!(
+            step(&mut op, &format!("+ 1 {T0} 1\n+ 1 {T1} 2"), 2),
+            [
+                "U+ 1 1970-01-01T00:01:00 2 2",
+                "U- 1 1970-01-01T00:01:00 1 7"
+            ]
+        );
+        assert_eq!(*late.lock().unwrap(), [60_000_000]);
+    }
+
+    #[test]
+    fn emit_on_window_close_emits_each_window_once_final() {
+        let (mut op, _) = windowed(true);
+        assert!(step(&mut op, &format!("+ 1 {T0} 5\n+ 1 {T1} 7"), 0).is_empty());
+        assert!(step(&mut op, &format!("+ 1 {T0} 3\n- 1 {T1} 7"), 1).is_empty());
+        watermark(&mut op, 60_000_001);
+        assert_eq!(step(&mut op, "", 2), ["+ 1 1970-01-01T00:00:00 2 3"]);
+        // The second window lost its only row: nothing to emit, no state.
+        assert_eq!(op.state()[0].keys, 0);
+        watermark(&mut op, 120_000_000);
+        assert!(step(&mut op, "", 3).is_empty());
+    }
+
+    #[test]
+    fn state_ttl_forgets_groups_not_written_for_that_long() {
+        let mut op = agg(&["k"], &Meter::root(), Some(10));
+        step(&mut op, "+ 1 NULL 5\n+ 2 NULL 5", 100);
+        step(&mut op, "+ 2 NULL 4", 105);
+        assert!(step(&mut op, "", 111).is_empty(), "expiry emits nothing");
+        assert_eq!(op.state()[0].keys, 1);
+        // The forgotten key starts again from nothing (the documented
+        // exception: its earlier row stays in the view).
+        assert_eq!(step(&mut op, "+ 1 NULL 8", 112), ["+ 1 1 8"]);
     }
 }

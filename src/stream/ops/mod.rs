@@ -9,3 +9,6 @@ pub mod session_window;
 pub mod top_n;
 pub mod union;
 pub mod window_assign;
+
+#[cfg(test)]
+pub mod testing;

@@ -31,12 +31,12 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 
 use crate::error::Result;
-use crate::stream::HashMap;
 use crate::stream::chunk::{Chunk, Op};
 use crate::stream::event_time::micros_array;
 use crate::stream::late_events::{LateEvent, LateSink, row_json};
 use crate::stream::message::{ColumnWatermark, EpochInfo, Watermarks, watermark_of};
-use crate::stream::operator::Operator;
+use crate::stream::operator::{Operator, StateSummary};
+use crate::stream::state::{Meter, SlotId, StateTable, StateValue};
 
 /// Member rows: (time, encoded row) → count.
 type Members = BTreeMap<(i64, Box<[u8]>), i64>;
@@ -59,6 +59,41 @@ struct KeyState {
     closed_until: Option<i64>,
 }
 
+/// Per-entry overhead of a B-tree map entry (node headers, slack).
+const BTREE_ENTRY_OVERHEAD: usize = 16;
+
+fn members_bytes(m: &Members) -> usize {
+    m.keys()
+        .map(|(_, r)| {
+            r.len() + std::mem::size_of::<((i64, Box<[u8]>), i64)>() + BTREE_ENTRY_OVERHEAD
+        })
+        .sum()
+}
+
+impl StateValue for KeyState {
+    fn heap_bytes(&self) -> usize {
+        self.sessions
+            .values()
+            .map(|s| {
+                std::mem::size_of::<(i64, Session)>()
+                    + BTREE_ENTRY_OVERHEAD
+                    + members_bytes(&s.members)
+                    + members_bytes(&s.emitted)
+            })
+            .sum()
+    }
+}
+
+impl KeyState {
+    /// When the watermark next releases something of this key: the
+    /// earliest session end, or when `closed_until` stops mattering.
+    fn next_release(&self, gap: i64) -> Option<i64> {
+        let sessions = self.sessions.values().map(|s| s.last.saturating_add(gap));
+        let closed = self.closed_until.map(|c| c.saturating_add(gap));
+        sessions.chain(closed).min()
+    }
+}
+
 pub struct SessionWindowOperator {
     keys: Vec<usize>,
     time: usize,
@@ -68,9 +103,13 @@ pub struct SessionWindowOperator {
     key_converter: RowConverter,
     /// Encodes whole input rows (the members).
     row_converter: RowConverter,
-    state: HashMap<Box<[u8]>, KeyState>,
+    state: StateTable<KeyState>,
     /// Keys with a dirty session.
-    dirty: Vec<Box<[u8]>>,
+    dirty: Vec<SlotId>,
+    /// When each key may next release state (see
+    /// [`KeyState::next_release`]); entries may be stale (the key changed
+    /// since): a release checks the key and indexes it again.
+    releases: BTreeMap<i64, Vec<SlotId>>,
     /// Rows emitted for sessions that were merged or split: retracted at
     /// the barrier.
     retract: Vec<(Box<[u8]>, i64, i64, i64)>,
@@ -86,6 +125,7 @@ impl SessionWindowOperator {
         input: &SchemaRef,
         schema: SchemaRef,
         late: Option<LateSink>,
+        meter: &Meter,
     ) -> Result<SessionWindowOperator> {
         let key_fields: Vec<SortField> = if keys.is_empty() {
             // One partition: encode a constant column.
@@ -108,8 +148,9 @@ impl SessionWindowOperator {
                     .map(|f| SortField::new(f.data_type().clone()))
                     .collect(),
             )?,
-            state: HashMap::default(),
+            state: StateTable::new("sessions", meter),
             dirty: Vec::new(),
+            releases: BTreeMap::new(),
             retract: Vec::new(),
             watermark: None,
             late,
@@ -154,7 +195,8 @@ impl SessionWindowOperator {
     /// Applies one row to its key's sessions.
     fn apply(&mut self, key: &[u8], t: i64, row: Box<[u8]>, weight: i64) {
         let gap = self.gap;
-        let state = self.state.entry(Box::from(key)).or_default();
+        let (slot, _) = self.state.find_or_insert_with(key, KeyState::default);
+        let state = self.state.value_mut(slot);
         let mut was_dirty = state.sessions.values().any(|s| s.dirty);
         // Sessions overlapping [t, t + gap): start < t + gap and last + gap > t.
         let touching: Vec<i64> = state
@@ -173,7 +215,7 @@ impl SessionWindowOperator {
                 *s.members.entry((t, row)).or_insert(0) += weight;
                 s.dirty = true;
                 if !was_dirty {
-                    self.dirty.push(Box::from(key));
+                    self.dirty.push(slot);
                 }
                 return;
             }
@@ -197,12 +239,12 @@ impl SessionWindowOperator {
             members.remove(&(t, row));
         }
         let state_sessions = self.split(members);
-        let state = self.state.get_mut(key).expect("entry");
+        let state = self.state.value_mut(slot);
         for (start, s) in state_sessions {
             state.sessions.insert(start, s);
         }
         if !was_dirty {
-            self.dirty.push(Box::from(key));
+            self.dirty.push(slot);
         }
     }
 
@@ -306,7 +348,11 @@ impl Operator for SessionWindowOperator {
         }
     }
 
-    fn on_barrier(&mut self, _epoch: EpochInfo, out: &mut Vec<Chunk>) -> Result<()> {
+    fn state(&self) -> Vec<StateSummary> {
+        vec![self.state.summary()]
+    }
+
+    fn on_barrier(&mut self, epoch: EpochInfo, out: &mut Vec<Chunk>) -> Result<()> {
         let retract = std::mem::take(&mut self.retract);
         let mut rows: Vec<(Box<[u8]>, i64, i64, Op)> = Vec::new();
         for (r, s, e, n) in retract {
@@ -315,10 +361,8 @@ impl Operator for SessionWindowOperator {
             }
         }
         let dirty = std::mem::take(&mut self.dirty);
-        for key in dirty {
-            let Some(state) = self.state.get_mut(&key) else {
-                continue;
-            };
+        for &slot in &dirty {
+            let state = self.state.value_mut(slot);
             for (&start, s) in state.sessions.iter_mut() {
                 if !s.dirty {
                     continue;
@@ -358,29 +402,140 @@ impl Operator for SessionWindowOperator {
         if let Some(c) = self.decode(&list)? {
             out.push(c);
         }
-        // Release what the watermark closed.
-        if let Some(w) = self.watermark {
-            let gap = self.gap;
-            self.state.retain(|_, st| {
-                let closed: Vec<i64> = st
-                    .sessions
-                    .iter()
-                    .filter(|(_, s)| s.last.saturating_add(gap) <= w)
-                    .map(|(&k, _)| k)
-                    .collect();
-                for k in closed {
-                    let s = st.sessions.remove(&k).expect("found");
-                    let end = s.last.saturating_add(gap);
-                    st.closed_until = Some(st.closed_until.map_or(end, |c| c.max(end)));
-                }
-                // A row before the closed end would have its own window
-                // closed too once the watermark is a gap past it.
-                if st.closed_until.is_some_and(|c| c.saturating_add(gap) <= w) {
-                    st.closed_until = None;
-                }
-                !st.sessions.is_empty() || st.closed_until.is_some()
-            });
+        let gap = self.gap;
+        // Keys that changed may release earlier than they were indexed
+        // for (a new or shrunk session).
+        for slot in dirty {
+            let state = self.state.value(slot);
+            if let Some(t) = state.next_release(gap) {
+                self.releases.entry(t).or_default().push(slot);
+            }
         }
+        // Release what the watermark closed, visiting only the keys whose
+        // indexed release time it passed.
+        if let Some(w) = self.watermark {
+            while let Some(entry) = self.releases.first_entry() {
+                if *entry.key() > w {
+                    break;
+                }
+                let mut slots = entry.remove();
+                slots.sort_unstable();
+                slots.dedup();
+                for slot in slots {
+                    if !self.state.is_live(slot) {
+                        continue;
+                    }
+                    let st = self.state.value_mut(slot);
+                    let closed: Vec<i64> = st
+                        .sessions
+                        .iter()
+                        .filter(|(_, s)| s.last.saturating_add(gap) <= w)
+                        .map(|(&k, _)| k)
+                        .collect();
+                    for k in closed {
+                        let s = st.sessions.remove(&k).expect("found");
+                        let end = s.last.saturating_add(gap);
+                        st.closed_until = Some(st.closed_until.map_or(end, |c| c.max(end)));
+                    }
+                    // A row before the closed end would have its own window
+                    // closed too once the watermark is a gap past it.
+                    if st.closed_until.is_some_and(|c| c.saturating_add(gap) <= w) {
+                        st.closed_until = None;
+                    }
+                    match st.next_release(gap) {
+                        None => {
+                            self.state.remove(slot);
+                        }
+                        Some(t) => self.releases.entry(t).or_default().push(slot),
+                    }
+                }
+            }
+        }
+        self.state.settle(epoch.now);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::ops::testing::{chunk, lines};
+    use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
+
+    fn ts() -> DataType {
+        DataType::Timestamp(TimeUnit::Microsecond, None)
+    }
+
+    fn input() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("t", ts(), true),
+        ]))
+    }
+
+    fn op(meter: &Meter) -> SessionWindowOperator {
+        let out = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("t", ts(), true),
+            Field::new("window_start", ts(), false),
+            Field::new("window_end", ts(), false),
+        ]));
+        // Sessions per k with a 10-second gap.
+        SessionWindowOperator::try_new(vec![0], 1, 10_000_000, &input(), out, None, meter).unwrap()
+    }
+
+    fn step(op: &mut SessionWindowOperator, text: &str, watermark: Option<i64>) -> Vec<String> {
+        let mut out = Vec::new();
+        op.process(chunk(&input(), text), &mut out).unwrap();
+        if let Some(w) = watermark {
+            op.on_watermarks(&[
+                None,
+                Some(ColumnWatermark {
+                    micros: w,
+                    window: false,
+                }),
+            ]);
+        }
+        op.on_barrier(EpochInfo { epoch: 1, now: 0 }, &mut out)
+            .unwrap();
+        lines(&out)
+    }
+
+    const A: &str = "1970-01-01T00:00:00";
+    const B: &str = "1970-01-01T00:00:15";
+    const BRIDGE: &str = "1970-01-01T00:00:08";
+
+    #[test]
+    fn a_bridging_row_merges_two_sessions_and_closed_ones_are_released() {
+        let meter = Meter::root();
+        let mut op = op(&meter);
+        assert_eq!(
+            step(&mut op, &format!("+ 1 {A}\n+ 1 {B}\n+ 2 {A}"), None),
+            [
+                "+ 1 1970-01-01T00:00:00 1970-01-01T00:00:00 1970-01-01T00:00:10",
+                "+ 1 1970-01-01T00:00:15 1970-01-01T00:00:15 1970-01-01T00:00:25",
+                "+ 2 1970-01-01T00:00:00 1970-01-01T00:00:00 1970-01-01T00:00:10",
+            ]
+        );
+        // 8 s is within 10 s of both: one session [0, 25).
+        assert_eq!(
+            step(&mut op, &format!("+ 1 {BRIDGE}"), None),
+            [
+                "+ 1 1970-01-01T00:00:00 1970-01-01T00:00:00 1970-01-01T00:00:25",
+                "+ 1 1970-01-01T00:00:08 1970-01-01T00:00:00 1970-01-01T00:00:25",
+                "+ 1 1970-01-01T00:00:15 1970-01-01T00:00:00 1970-01-01T00:00:25",
+                "- 1 1970-01-01T00:00:00 1970-01-01T00:00:00 1970-01-01T00:00:10",
+                "- 1 1970-01-01T00:00:15 1970-01-01T00:00:15 1970-01-01T00:00:25",
+            ]
+        );
+        // Deleting the bridge splits it again.
+        assert_eq!(step(&mut op, &format!("- 1 {BRIDGE}"), None).len(), 5);
+        // The watermark passes key 2's session end (10 s): released; key 1's
+        // first session ends at 10 s too, its second at 25 s.
+        assert!(step(&mut op, "", Some(10_000_000)).is_empty());
+        assert_eq!(op.state()[0].keys, 2, "closed_until kept for late rows");
+        assert!(step(&mut op, "", Some(40_000_000)).is_empty());
+        assert_eq!(op.state()[0].keys, 0);
+        assert_eq!(meter.bytes(), 0);
     }
 }

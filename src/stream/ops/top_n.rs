@@ -13,7 +13,11 @@
 //! Sort keys are encoded in Arrow's row format with the query's ASC/DESC
 //! and NULLS FIRST/LAST, so byte order is the SQL order; ties are broken by
 //! the whole row, so the numbering is deterministic. State holds every live
-//! row of each partition (a deleted leader must be replaced by the next).
+//! row of each partition (a deleted leader must be replaced by the next),
+//! one [`StateTable`] entry per partition. With the view's `state_ttl`, a
+//! partition not written for that long is forgotten — its emitted rows
+//! stay in the view, and a later row of that partition starts it afresh
+//! (a deduplicated key can then appear again: the documented exception).
 
 use std::collections::BTreeMap;
 
@@ -30,7 +34,8 @@ use crate::error::Result;
 use crate::stream::chunk::{Chunk, Op};
 use crate::stream::message::EpochInfo;
 use crate::stream::message::{ColumnWatermark, Watermarks};
-use crate::stream::operator::Operator;
+use crate::stream::operator::{Operator, StateSummary};
+use crate::stream::state::{Meter, SlotId, StateTable, StateValue};
 
 /// A row's place in its partition: (encoded sort key, encoded row).
 type Ranked = (Box<[u8]>, Box<[u8]>);
@@ -65,6 +70,25 @@ struct Partition {
     dirty: bool,
 }
 
+/// B-tree entry overhead per (key, value) beyond the entry itself (node
+/// headers and slack, amortized).
+const BTREE_ENTRY_OVERHEAD: usize = 16;
+
+impl StateValue for Partition {
+    fn heap_bytes(&self) -> usize {
+        let rows: usize = self
+            .rows
+            .keys()
+            .map(|(k, r)| {
+                k.len() + r.len() + std::mem::size_of::<(Ranked, i64)>() + BTREE_ENTRY_OVERHEAD
+            })
+            .sum();
+        let emitted: usize = self.emitted.iter().map(|(r, _)| r.len()).sum::<usize>()
+            + self.emitted.capacity() * std::mem::size_of::<(Box<[u8]>, u64)>();
+        rows + emitted
+    }
+}
+
 pub struct TopNOperator {
     partition_by: Vec<Arc<dyn PhysicalExpr>>,
     partition_converter: RowConverter,
@@ -74,8 +98,8 @@ pub struct TopNOperator {
     spec: TopNSpec,
     /// Input columns, plus the number if `spec.with_number`.
     schema: SchemaRef,
-    partitions: HashMap<Box<[u8]>, Partition>,
-    dirty: Vec<Box<[u8]>>,
+    partitions: StateTable<Partition>,
+    dirty: Vec<SlotId>,
 }
 
 impl TopNOperator {
@@ -88,6 +112,8 @@ impl TopNOperator {
         input_schema: &SchemaRef,
         spec: TopNSpec,
         schema: SchemaRef,
+        meter: &Meter,
+        ttl: Option<i64>,
     ) -> Result<TopNOperator> {
         Ok(TopNOperator {
             partition_by,
@@ -110,7 +136,7 @@ impl TopNOperator {
             )?,
             spec,
             schema,
-            partitions: HashMap::default(),
+            partitions: StateTable::new("partitions", meter).with_ttl(ttl),
             dirty: Vec::new(),
         })
     }
@@ -151,13 +177,11 @@ impl Operator for TopNOperator {
         let rows = self.rows.convert_columns(batch.columns())?;
         for (i, op) in chunk.ops.iter().enumerate() {
             let key: &[u8] = part_rows.as_ref().map_or(&[][..], |p| p.row(i).data());
-            let partition = match self.partitions.get_mut(key) {
-                Some(p) => p,
-                None => self.partitions.entry(Box::from(key)).or_default(),
-            };
+            let (slot, _) = self.partitions.find_or_insert_with(key, Partition::default);
+            let partition = self.partitions.value_mut(slot);
             if !partition.dirty {
                 partition.dirty = true;
-                self.dirty.push(Box::from(key));
+                self.dirty.push(slot);
             }
             let entry = (
                 Box::<[u8]>::from(order_rows.row(i).as_ref()),
@@ -172,20 +196,25 @@ impl Operator for TopNOperator {
         Ok(())
     }
 
-    fn on_barrier(&mut self, _epoch: EpochInfo, out: &mut Vec<Chunk>) -> Result<()> {
+    fn state(&self) -> Vec<StateSummary> {
+        vec![self.partitions.summary()]
+    }
+
+    fn on_barrier(&mut self, epoch: EpochInfo, out: &mut Vec<Chunk>) -> Result<()> {
         let mut changes: Vec<(Box<[u8]>, u64, Op)> = Vec::new();
-        for key in std::mem::take(&mut self.dirty) {
-            let Some(p) = self.partitions.get_mut(&key) else {
-                continue;
-            };
+        // Slots stay valid through the loop: it removes, never inserts.
+        for slot in std::mem::take(&mut self.dirty) {
+            let p = self.partitions.value_mut(slot);
             p.dirty = false;
             let top = self.spec.top(&p.rows);
             diff_sorted(&p.emitted, &top, &mut changes);
             p.emitted = top;
             if p.rows.is_empty() {
-                self.partitions.remove(&key);
+                self.partitions.remove(slot);
             }
         }
+        // Partitions past the TTL are forgotten; what they emitted stays.
+        self.partitions.settle(epoch.now);
         if changes.is_empty() {
             return Ok(());
         }
@@ -263,5 +292,90 @@ fn diff_sorted(
         for _ in 0..c.abs() {
             changes.push((Box::from(r), n, op));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::ops::testing::{chunk, lines};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::physical_expr::expressions::col;
+
+    fn input() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("v", DataType::Int64, true),
+        ]))
+    }
+
+    /// Rows numbered 1..=limit per k by v DESC NULLS FIRST (PostgreSQL's
+    /// default for DESC), without the number column.
+    fn top(limit: usize, meter: &Meter, ttl: Option<i64>) -> TopNOperator {
+        let s = input();
+        TopNOperator::try_new(
+            vec![col("k", &s).unwrap()],
+            vec![DataType::Int64],
+            vec![col("v", &s).unwrap()],
+            vec![(
+                DataType::Int64,
+                SortOptions {
+                    descending: true,
+                    nulls_first: true,
+                },
+            )],
+            &s,
+            TopNSpec {
+                numbering: Numbering::RowNumber,
+                limit,
+                skip: 0,
+                with_number: false,
+            },
+            s.clone(),
+            meter,
+            ttl,
+        )
+        .unwrap()
+    }
+
+    fn step(op: &mut TopNOperator, text: &str, now: i64) -> Vec<String> {
+        let mut out = Vec::new();
+        op.process(chunk(&input(), text), &mut out).unwrap();
+        op.on_barrier(EpochInfo { epoch: 1, now }, &mut out)
+            .unwrap();
+        lines(&out)
+    }
+
+    #[test]
+    fn the_next_row_takes_a_deleted_leaders_place_and_empty_partitions_go() {
+        let meter = Meter::root();
+        let mut op = top(1, &meter, None);
+        assert_eq!(
+            step(&mut op, "+ 1 5\n+ 1 9\n+ 1 9\n+ 2 NULL\n+ 2 3\n+ NULL 1", 0),
+            ["+ 1 9", "+ 2 NULL", "+ NULL 1"]
+        );
+        // One copy of a tie deleted: the other still leads, nothing changes.
+        assert!(step(&mut op, "- 1 9", 1).is_empty());
+        assert_eq!(step(&mut op, "- 1 9", 2), ["+ 1 5", "- 1 9"]);
+        assert_eq!(
+            step(&mut op, "- 2 NULL\n- 2 3\n- NULL 1", 3),
+            ["- 2 NULL", "- NULL 1"]
+        );
+        assert_eq!(op.state()[0].keys, 1);
+        assert_eq!(step(&mut op, "- 1 5", 4), ["- 1 5"]);
+        assert_eq!(op.state()[0].keys, 0);
+        assert_eq!(meter.bytes(), 0);
+    }
+
+    #[test]
+    fn dedup_keys_expire_with_state_ttl() {
+        let mut op = top(1, &Meter::root(), Some(10));
+        assert_eq!(step(&mut op, "+ 1 5", 100), ["+ 1 5"]);
+        assert!(step(&mut op, "+ 1 4", 105).is_empty());
+        assert!(step(&mut op, "", 116).is_empty());
+        assert_eq!(op.state()[0].keys, 0);
+        // Forgotten: a later row of the key is emitted again (the
+        // documented exception of state_ttl).
+        assert_eq!(step(&mut op, "+ 1 3", 117), ["+ 1 3"]);
     }
 }

@@ -174,6 +174,12 @@ impl<V: StateValue> StateTable<V> {
         self.find(key).map(|id| self.value(id))
     }
 
+    /// Whether slot `id` holds a key (an operator's index may keep ids of
+    /// removed keys).
+    pub fn is_live(&self, id: SlotId) -> bool {
+        matches!(self.slots.get(id as usize), Some(Some(_)))
+    }
+
     /// The value in slot `id` (which must be live).
     pub fn value(&self, id: SlotId) -> &V {
         &self.slot(id).value
